@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -46,6 +47,14 @@ type Sandbox struct {
 	Status    string         `json:"status,omitempty"`
 	Servers   []ServerInfo   `json:"servers,omitempty"`
 }
+
+// String describes the sandbox without its token, so %v and %+v are safe.
+func (s Sandbox) String() string {
+	return fmt.Sprintf("Sandbox{id=%s namespace=%s name=%s provider=%s status=%s url=%s}", s.SandboxID, s.Namespace, s.Name, s.Provider, s.Status, s.URL)
+}
+
+// GoString is String, so %#v is safe too.
+func (s Sandbox) GoString() string { return s.String() }
 
 // LogValue implements slog.LogValuer without the token.
 func (s *Sandbox) LogValue() slog.Value {

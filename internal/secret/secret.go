@@ -14,21 +14,36 @@ import (
 const redacted = "[redacted]"
 
 // Secret is a credential. The zero value is the empty secret.
-type Secret struct{ v string }
+//
+// The value sits behind a pointer: fmt prints a struct's unexported fields
+// without calling their methods, so a Secret held in an unexported field of
+// some other struct would otherwise print in full under %+v. Behind a
+// pointer it prints as an address.
+type Secret struct{ v *string }
 
 // New wraps s.
-func New(s string) Secret { return Secret{v: s} }
+func New(s string) Secret {
+	if s == "" {
+		return Secret{}
+	}
+	return Secret{v: &s}
+}
 
 // Reveal returns the underlying value. Call it only where the value goes on
 // the wire.
-func (s Secret) Reveal() string { return s.v }
+func (s Secret) Reveal() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
 
 // IsZero reports whether the secret is empty.
-func (s Secret) IsZero() bool { return s.v == "" }
+func (s Secret) IsZero() bool { return s.v == nil }
 
 // String implements fmt.Stringer and always redacts.
 func (s Secret) String() string {
-	if s.v == "" {
+	if s.v == nil {
 		return ""
 	}
 	return redacted
@@ -47,7 +62,7 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // UnmarshalText implements encoding.TextUnmarshaler, so configuration
 // loaders can fill a Secret directly.
 func (s *Secret) UnmarshalText(b []byte) error {
-	s.v = string(b)
+	*s = New(string(b))
 	return nil
 }
 

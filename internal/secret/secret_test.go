@@ -16,6 +16,9 @@ func TestSecretNeverPrints(t *testing.T) {
 	type wrapper struct {
 		Key Secret `json:"key"`
 	}
+	type hidden struct {
+		key Secret
+	}
 	var logBuf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("msg", "key", s, "w", wrapper{s})
 	js, err := json.Marshal(wrapper{s})
@@ -25,6 +28,7 @@ func TestSecretNeverPrints(t *testing.T) {
 	outs := []string{
 		fmt.Sprint(s), fmt.Sprintf("%v %s %q %x %+v %#v %d", s, s, s, s, s, s, s),
 		fmt.Sprintf("%+v", wrapper{s}), fmt.Sprintf("%#v", wrapper{s}),
+		fmt.Sprintf("%+v", hidden{s}), fmt.Sprintf("%#v", &hidden{s}), fmt.Sprintf("%v", []any{hidden{s}}),
 		s.String(), logBuf.String(), string(js),
 	}
 	for _, o := range outs {
