@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+)
+
+// skippedDirs are never uploaded from --dir, whatever --ignore says.
+var skippedDirs = map[string]bool{".git": true, "node_modules": true}
+
+// fileEntry is one file to send: its path in the sandbox and its content,
+// or a deletion.
+type fileEntry struct {
+	remote  string
+	content string
+	delete  bool
+}
+
+// ignoreSet matches --ignore globs. A pattern without "/" matches the base
+// name of a file or directory at any depth ("*.log", "dist"); a pattern with
+// "/" matches the path relative to --dir ("src/gen/*").
+type ignoreSet []string
+
+func newIgnoreSet(patterns []string) (ignoreSet, error) {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, usagef("invalid --ignore pattern %q: %v", p, err)
+		}
+	}
+	return ignoreSet(patterns), nil
+}
+
+func (s ignoreSet) match(rel string) bool {
+	base := path.Base(rel)
+	for _, p := range s {
+		target := base
+		if strings.Contains(p, "/") {
+			target = strings.TrimPrefix(p, "/")
+			p, target = target, rel
+		}
+		if ok, _ := path.Match(p, target); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// joinRemote puts rel (slash-separated) under the --to prefix.
+func joinRemote(to, rel string) string {
+	if to == "" {
+		return rel
+	}
+	return path.Join(to, rel)
+}
+
+// collectDir reads every regular file under dir, skipping .git and
+// node_modules directories and what ignore matches, and maps each to
+// to/<path relative to dir>. Symbolic links and other non-regular files are
+// skipped, and so are files that are not UTF-8 text (the file API carries
+// content as a JSON string); each skip is reported on warn.
+func collectDir(dir, to string, ignore ignoreSet, warn io.Writer) ([]fileEntry, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, usagef("--dir: %v", err)
+	}
+	if !info.IsDir() {
+		return nil, usagef("--dir %s is not a directory", dir)
+	}
+	var out []fileEntry
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		r, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel := filepath.ToSlash(r)
+		if d.IsDir() {
+			if skippedDirs[d.Name()] || ignore.match(rel) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if ignore.match(rel) {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			fmt.Fprintf(warn, "enqueue: skipping %s: not a regular file\n", rel)
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !utf8.Valid(b) {
+			fmt.Fprintf(warn, "enqueue: skipping %s: not UTF-8 text\n", rel)
+			return nil
+		}
+		out = append(out, fileEntry{remote: joinRemote(to, rel), content: string(b)})
+		return nil
+	})
+	if err != nil {
+		return nil, usagef("--dir: %v", err)
+	}
+	return out, nil
+}
+
+// readFileFlag reads one --file argument: "local=remote", or "local" alone
+// for to/<base name of local>.
+func readFileFlag(arg, to string) (fileEntry, error) {
+	local, remote, ok := strings.Cut(arg, "=")
+	if local == "" || (ok && remote == "") {
+		return fileEntry{}, usagef("--file %q: want LOCAL=REMOTE or LOCAL", arg)
+	}
+	if !ok {
+		remote = joinRemote(to, filepath.Base(local))
+	}
+	b, err := os.ReadFile(local)
+	if err != nil {
+		return fileEntry{}, usagef("--file: %v", err)
+	}
+	if !utf8.Valid(b) {
+		return fileEntry{}, usagef("--file %s: not UTF-8 text (the file API carries text only)", local)
+	}
+	return fileEntry{remote: remote, content: string(b)}, nil
+}
