@@ -1,0 +1,50 @@
+// Package handlers runs sandboxq's tasks: one handler per task type over the
+// gateway client, the middleware around them, and the error classification
+// the asynq server uses to decide what happens after a failure.
+//
+// # Outcomes
+//
+// A handler's error decides the task's fate. nil: done, and the result is
+// kept for the task's retention. An error wrapping asynq.SkipRetry (see
+// Permanent): archived at once with that message — bad payloads, gateway and
+// daemon 400/401/403/404/409/413/422, a server that failed, a command that
+// exited non-zero. Anything else is retried: RetryDelay is exponential from
+// 1 s with full jitter, capped at 2 min, and honours Retry-After (capped at
+// 10 min). IsFailure is false for a busy project, a 429 and a lost lease, so
+// those retries do not use up MaxRetry.
+//
+// # Per-project exclusion
+//
+// Every mutation of a project runs under the project's lease
+// (sandboxq:{namespace/name}:lease, owner = task id, renewed while held,
+// released by compare-and-delete; see internal/lease). A task that cannot
+// take it within Config.LeaseWait returns ErrProjectBusy. The lease is taken
+// inside the handlers, not by a middleware, because it must cover the
+// gateway calls and not the waiting: server:start and server:restart release
+// it before they wait for the server, so file writes are not blocked while a
+// dev server boots. workflow:run takes it per step.
+//
+// # Idempotency and checkpoints
+//
+// A retry must finish what an earlier attempt started without redoing what
+// is done. server:start leaves a server alone when the same command is
+// already running or ready; files:write records the paths still pending in
+// its result and a retry sends only those; workflow:run records each step's
+// status in its result and a retry resumes at the first step not done. The
+// result is read back through asynq's Inspector: it is the one record of an
+// attempt that survives a crash and that users can see too. sandbox:destroy
+// of a project with no sandbox succeeds with destroyed=false.
+//
+// # Sandbox lookups
+//
+// The gateway is the source of truth for a project's sandbox. Lookups are
+// remembered in-process for Config.CacheTTL (10 s by default); when a daemon
+// call made with a remembered sandbox answers 401 or 404, the sandbox is
+// looked up afresh and the call is made once more if it changed.
+//
+// # Results
+//
+// Results never contain tokens, API keys, env values or file contents:
+// env:update reports key names, files:write counts and paths, command:run
+// its output capped at 64 KiB per stream.
+package handlers

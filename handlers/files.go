@@ -1,0 +1,193 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// FilesResult is the result of files:write. Pending lists the paths a retry
+// still has to write; Failed the paths that no retry can write.
+type FilesResult struct {
+	Written int         `json:"written"`
+	Deleted int         `json:"deleted"`
+	Bytes   int64       `json:"bytes"`
+	Failed  []PathError `json:"failed,omitempty"`
+	Pending []string    `json:"pending,omitempty"`
+	Files   int         `json:"files"`
+}
+
+// PathError is a per-path failure.
+type PathError struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+func (h *Handlers) filesWrite(ctx context.Context, t *Task[tasks.FilesWrite]) (any, error) {
+	p := t.Payload
+	// An earlier attempt may have left paths pending. asynq hands a task
+	// that was running at shutdown back without counting a retry, so the
+	// previous result is read on every attempt, not only on retries.
+	prev := previousResult[FilesResult](ctx, h, t.Queue, t.ID)
+	lctx, release, err := h.lock(ctx, p.Project, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	res, err := h.writeFiles(lctx, p, prev)
+	return res, err
+}
+
+// isPermanent reports whether err is one no retry can fix.
+func isPermanent(err error) bool { return errors.Is(classify(err), asynq.SkipRetry) }
+
+// writeFiles sends the files in one batch. Only the paths a previous attempt
+// left pending are sent again. Paths the batch could not write are retried
+// one by one, which tells a permanent refusal (a 4xx, such as a path that
+// escapes the sandbox) from a transient one.
+func (h *Handlers) writeFiles(ctx context.Context, p tasks.FilesWrite, prev *FilesResult) (*FilesResult, error) {
+	files := p.Files
+	res := &FilesResult{Files: len(p.Files)}
+	if prev != nil && len(prev.Pending) > 0 {
+		want := make(map[string]bool, len(prev.Pending))
+		for _, path := range prev.Pending {
+			want[path] = true
+		}
+		files = nil
+		for _, f := range p.Files {
+			if want[f.Path] {
+				files = append(files, f)
+			}
+		}
+		res.Written, res.Deleted, res.Bytes = prev.Written, prev.Deleted, prev.Bytes
+	}
+	byPath := make(map[string]tasks.File, len(files))
+	batch := make([]gateway.BatchFile, 0, len(files))
+	for _, f := range files {
+		byPath[f.Path] = f
+		op := gateway.BatchFile{Path: f.Path, Operation: gateway.BatchWrite, Content: f.Content}
+		if f.Delete {
+			op = gateway.BatchFile{Path: f.Path, Operation: gateway.BatchDelete}
+		}
+		batch = append(batch, op)
+	}
+	if len(batch) == 0 {
+		return res, nil
+	}
+	count := func(f tasks.File) {
+		if f.Delete {
+			res.Deleted++
+		} else {
+			res.Written++
+			res.Bytes += int64(len(f.Content))
+		}
+	}
+	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+		results, err := d.BatchFiles(ctx, batch)
+		if err != nil {
+			return err
+		}
+		done := make(map[string]bool, len(results))
+		for _, r := range results {
+			if r.Success {
+				done[r.Path] = true
+			}
+		}
+		for _, f := range byPath {
+			if done[f.Path] {
+				count(f)
+				continue
+			}
+			// The batch did not confirm this path: try it alone.
+			var err error
+			if f.Delete {
+				err = d.DeleteFile(ctx, f.Path)
+				if errors.Is(err, gateway.ErrNotFound) {
+					err = nil
+				}
+			} else {
+				_, err = d.WriteFile(ctx, f.Path, f.Content)
+			}
+			switch {
+			case err == nil:
+				count(f)
+			case ctx.Err() != nil:
+				return ctxErr(ctx)
+			case isPermanent(err):
+				res.Failed = append(res.Failed, PathError{Path: f.Path, Error: errorText(err)})
+			default:
+				res.Pending = append(res.Pending, f.Path)
+			}
+		}
+		return nil
+	})
+	sort.Strings(res.Pending)
+	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Path < res.Failed[j].Path })
+	if err != nil {
+		// Nothing new is known for sure: leave the previous result (and so
+		// the previous pending list) in place for the next attempt.
+		return nil, err
+	}
+	switch {
+	case len(res.Failed) > 0:
+		return res, Permanentf("%d of %d files refused: %s", len(res.Failed), res.Files, summarize(res.Failed))
+	case len(res.Pending) > 0:
+		return res, fmt.Errorf("%d of %d files not written yet, will retry: %s", len(res.Pending), res.Files, strings.Join(head(res.Pending, 5), ", "))
+	}
+	return res, nil
+}
+
+func summarize(fs []PathError) string {
+	parts := make([]string, 0, 3)
+	for i, f := range fs {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(fs)-3))
+			break
+		}
+		parts = append(parts, f.Path+": "+f.Error)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func head(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// errorText is the message of err without its Go wrapping, for results.
+func errorText(err error) string {
+	var apiErr *gateway.APIError
+	if errors.As(err, &apiErr) && apiErr.Message != "" {
+		return fmt.Sprintf("%s (HTTP %d)", apiErr.Message, apiErr.StatusCode)
+	}
+	return err.Error()
+}
+
+// previousResult reads the result an earlier attempt of this task wrote, so
+// a retry can resume where it stopped. Any problem reading it means "start
+// over", which is always safe because every step is idempotent.
+func previousResult[R any](ctx context.Context, h *Handlers, queue, id string) *R {
+	if queue == "" || id == "" {
+		return nil
+	}
+	info, err := h.inspector.GetTaskInfo(queue, id)
+	if err != nil || len(info.Result) == 0 {
+		return nil
+	}
+	var r R
+	if err := json.Unmarshal(info.Result, &r); err != nil {
+		h.log.WarnContext(ctx, "ignoring unreadable previous result", "task_id", id, "err", err)
+		return nil
+	}
+	return &r
+}

@@ -1,0 +1,241 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/lease"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// Config configures the task handlers. Gateway and Redis are required; every
+// other field has the default its comment states.
+type Config struct {
+	Gateway *gateway.Client
+	Redis   redis.UniversalClient
+	Logger  *slog.Logger // default: discard
+
+	// LeaseTTL is the lifetime of a project lease between renewals
+	// (default 30 s; renewed every TTL/3 while held).
+	LeaseTTL time.Duration
+	// LeaseWait is how long a task waits for a busy project before it is
+	// rescheduled without counting as a failure (default 3 s).
+	LeaseWait time.Duration
+	// CacheTTL is how long a project's sandbox lookup is remembered in this
+	// process (default 10 s; a negative value disables the cache).
+	CacheTTL time.Duration
+	// PollInterval is how often a waiting server:start or server:restart
+	// reads the server's status (default 250 ms).
+	PollInterval time.Duration
+	// DefaultWaitTimeout bounds the wait for a server when the payload does
+	// not (default 10 min).
+	DefaultWaitTimeout time.Duration
+}
+
+func (c *Config) withDefaults() error {
+	if c.Gateway == nil {
+		return errors.New("handlers: Config.Gateway is required")
+	}
+	if c.Redis == nil {
+		return errors.New("handlers: Config.Redis is required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 30 * time.Second
+	}
+	if c.LeaseWait == 0 {
+		c.LeaseWait = 3 * time.Second
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = 10 * time.Second
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.DefaultWaitTimeout == 0 {
+		c.DefaultWaitTimeout = 10 * time.Minute
+	}
+	if c.LeaseTTL < 30*time.Millisecond {
+		return fmt.Errorf("handlers: LeaseTTL %v is too short", c.LeaseTTL)
+	}
+	return nil
+}
+
+// Handlers runs every sandboxq task type against the gateway.
+type Handlers struct {
+	cfg       Config
+	log       *slog.Logger
+	gw        *gateway.Client
+	rdb       redis.UniversalClient
+	resolver  *resolver
+	inspector *asynq.Inspector
+}
+
+// New returns the handlers for cfg.
+func New(cfg Config) (*Handlers, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	return &Handlers{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		gw:        cfg.Gateway,
+		rdb:       cfg.Redis,
+		resolver:  newResolver(cfg.Gateway, cfg.CacheTTL),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+	}, nil
+}
+
+// Register adds a handler for every task type to mux. It panics, like
+// asynq.ServeMux.Handle, if a type is already registered.
+func (h *Handlers) Register(mux *asynq.ServeMux) {
+	register(mux, h.ensure)
+	register(mux, h.destroy)
+	register(mux, h.filesWrite)
+	register(mux, h.serverStart)
+	register(mux, h.serverStop)
+	register(mux, h.serverRestart)
+	register(mux, h.commandRun)
+	register(mux, h.envUpdate)
+	register(mux, h.workflowRun)
+}
+
+// Task is a decoded task as a handler sees it.
+type Task[P tasks.Payload] struct {
+	Payload P
+	ID      string
+	Queue   string
+	Retried int
+	raw     *asynq.Task
+}
+
+// SetResult writes v as the task's JSON result. The result is last-value:
+// each call replaces the previous one, which is how progress is reported
+// while the task runs.
+func (t *Task[P]) SetResult(v any) error {
+	if t.raw.ResultWriter() == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	_, err = t.raw.ResultWriter().Write(b)
+	return err
+}
+
+// Func is a typed handler: it returns the task's final result, or an error.
+type Func[P tasks.Payload] func(ctx context.Context, t *Task[P]) (any, error)
+
+// register adds fn under P's type name. A non-nil result is written as the
+// task result even when fn also fails, so a failed task still shows what it
+// saw (a server's exit code, a command's output).
+func register[P tasks.Payload](mux *asynq.ServeMux, fn Func[P]) {
+	var zero P
+	mux.HandleFunc(zero.TypeName(), func(ctx context.Context, raw *asynq.Task) error {
+		p, err := tasks.Decode[P](raw)
+		if err != nil {
+			return Permanent(err)
+		}
+		t := &Task[P]{Payload: p, raw: raw}
+		t.ID, _ = asynq.GetTaskID(ctx)
+		t.Queue, _ = asynq.GetQueueName(ctx)
+		t.Retried, _ = asynq.GetRetryCount(ctx)
+		result, err := fn(ctx, t)
+		if result != nil {
+			if werr := t.SetResult(result); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		return err
+	})
+}
+
+// leaseKey is the Redis key of a project's mutation lease. The braces are a
+// Redis Cluster hash tag: every key of a project lives in one slot.
+func leaseKey(p tasks.Project) string {
+	return tasks.KeyPrefix + tasks.ProjectTag(p) + ":lease"
+}
+
+// lock takes the project's lease for owner, waiting up to LeaseWait. The
+// returned context is cancelled if the lease is lost; release must be called.
+func (h *Handlers) lock(ctx context.Context, p tasks.Project, owner string) (context.Context, func(), error) {
+	if owner == "" {
+		owner = fmt.Sprintf("anon-%x", rand.Uint64())
+	}
+	key := leaseKey(p)
+	deadline := time.Now().Add(h.cfg.LeaseWait)
+	for {
+		held, err := lease.Acquire(ctx, h.rdb, key, owner, h.cfg.LeaseTTL)
+		if err == nil {
+			release := func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := held.Release(rctx); err != nil {
+					h.log.WarnContext(ctx, "release project lease", "namespace", p.Namespace, "name", p.Name, "err", err)
+				}
+			}
+			return held.Context(), release, nil
+		}
+		if !errors.Is(err, lease.ErrHeld) {
+			return nil, nil, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, nil, fmt.Errorf("%w (%s/%s)", ErrProjectBusy, p.Namespace, p.Name)
+		}
+		// Jittered so that waiters on one project do not poll in lockstep.
+		wait := 20*time.Millisecond + time.Duration(rand.Int64N(int64(40*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctxErr(ctx)
+		case <-time.After(wait):
+		}
+	}
+}
+
+// withSandbox resolves the project's sandbox (creating it if create) and
+// calls fn with it. If fn fails in a way that says a remembered sandbox is
+// stale, the sandbox is looked up afresh and fn runs once more on the new one.
+func (h *Handlers) withSandbox(ctx context.Context, p tasks.Project, create bool, fn func(*gateway.Sandbox, *gateway.Daemon) error) error {
+	sb, fromCache, err := h.resolver.lookup(ctx, p, create, false)
+	if err != nil {
+		return classify(err)
+	}
+	if sb == nil {
+		return Permanent(errNoSandbox)
+	}
+	err = fn(sb, h.gw.Daemon(sb))
+	if err == nil || !fromCache || !staleSandbox(err) {
+		return classify(err)
+	}
+	h.resolver.forget(p)
+	fresh, _, lerr := h.resolver.lookup(ctx, p, create, true)
+	if lerr != nil {
+		return classify(lerr)
+	}
+	if fresh == nil {
+		return Permanent(errNoSandbox)
+	}
+	if fresh.SandboxID == sb.SandboxID && fresh.Token == sb.Token {
+		return classify(err)
+	}
+	return classify(fn(fresh, h.gw.Daemon(fresh)))
+}
+
+func boolOr(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}

@@ -1,0 +1,253 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+var (
+	// ErrTaskNotFound: no task with that id in that queue (never enqueued,
+	// deleted, or gone after its Retention). It is asynq.ErrTaskNotFound,
+	// so errors.Is matches either name.
+	ErrTaskNotFound = asynq.ErrTaskNotFound
+	// ErrTaskFinished is returned by Cancel for a task that has already
+	// completed successfully.
+	ErrTaskFinished = errors.New("task already completed")
+	// ErrCancelled matches a *TaskFailedError of a cancelled task.
+	ErrCancelled = errors.New("cancelled")
+)
+
+// Task states as Result.State reports them (asynq's names).
+const (
+	StatePending     = "pending"
+	StateActive      = "active"
+	StateScheduled   = "scheduled"
+	StateRetry       = "retry"
+	StateArchived    = "archived"
+	StateCompleted   = "completed"
+	StateAggregating = "aggregating"
+)
+
+// Result is a task's state and, once it has one, its result.
+type Result struct {
+	ID    string `json:"id"`
+	Queue string `json:"queue"`
+	Type  string `json:"type"`
+	State string `json:"state"`
+	// Result is the JSON the handler wrote: the final result of a completed
+	// task, the last progress of a running one. A result that is not JSON
+	// appears as a JSON string.
+	Result    json.RawMessage `json:"result,omitempty"`
+	LastError string          `json:"last_error,omitempty"`
+	Retried   int             `json:"retried"`
+	MaxRetry  int             `json:"max_retry"`
+	// Cancelled is true for an archived task that Cancel stopped.
+	Cancelled     bool       `json:"cancelled,omitempty"`
+	NextProcessAt *time.Time `json:"next_process_at,omitempty"`
+	LastFailedAt  *time.Time `json:"last_failed_at,omitempty"`
+	CompletedAt   *time.Time `json:"completed_at,omitempty"`
+}
+
+// TaskFailedError is a task that ended archived: it failed permanently,
+// ran out of retries, or was cancelled.
+type TaskFailedError struct {
+	ID, Queue, Type string
+	// LastErr is the task's last error message.
+	LastErr string
+	// Result is what the handler wrote before failing, if anything.
+	Result    json.RawMessage
+	Cancelled bool
+}
+
+func (e *TaskFailedError) Error() string {
+	s := fmt.Sprintf("task %s %s (queue %s)", e.Type, e.ID, e.Queue)
+	switch {
+	case e.Cancelled:
+		return s + " was cancelled"
+	case e.LastErr == "":
+		return s + " was archived"
+	}
+	return s + " failed: " + e.LastErr
+}
+
+// Is makes errors.Is(err, ErrCancelled) true for a cancelled task.
+func (e *TaskFailedError) Is(target error) bool { return target == ErrCancelled && e.Cancelled }
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// info looks a task up, mapping a missing queue to ErrTaskNotFound.
+func (c *Client) info(queue, id string) (*asynq.TaskInfo, error) {
+	if queue == "" || id == "" {
+		return nil, errors.New("tasks: queue and task id are required")
+	}
+	info, err := c.insp.GetTaskInfo(queue, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return nil, fmt.Errorf("task %s in queue %s: %w", id, queue, ErrTaskNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("task %s in queue %s: %w", id, queue, err)
+	}
+	return info, nil
+}
+
+// Status returns the task's current state and result.
+func (c *Client) Status(ctx context.Context, queue, id string) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	info, err := c.info(queue, id)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{
+		ID:            info.ID,
+		Queue:         info.Queue,
+		Type:          info.Type,
+		State:         info.State.String(),
+		LastError:     info.LastErr,
+		Retried:       info.Retried,
+		MaxRetry:      info.MaxRetry,
+		NextProcessAt: timePtr(info.NextProcessAt),
+		LastFailedAt:  timePtr(info.LastFailedAt),
+		CompletedAt:   timePtr(info.CompletedAt),
+	}
+	if len(info.Result) > 0 {
+		if json.Valid(info.Result) {
+			res.Result = json.RawMessage(info.Result)
+		} else {
+			res.Result, _ = json.Marshal(string(info.Result))
+		}
+	}
+	if info.State == asynq.TaskStateArchived {
+		cancelled, err := IsCancelled(ctx, c.rdb, id)
+		if err != nil {
+			return nil, fmt.Errorf("task %s: read cancel mark: %w", id, err)
+		}
+		res.Cancelled = cancelled
+	}
+	return res, nil
+}
+
+// Wait polls the task (every 50 ms, slowing to 500 ms) until it completes,
+// is archived, or ctx ends. A completed task gives its Result; an archived
+// one gives its Result and a *TaskFailedError with the last error; when ctx
+// ends first, the last Result seen comes with ctx's error. A task
+// that does not exist gives an error wrapping ErrTaskNotFound (note that a
+// task enqueued with Retention(0) vanishes when it completes).
+func (c *Client) Wait(ctx context.Context, queue, id string) (*Result, error) {
+	delay := 50 * time.Millisecond
+	var last *Result
+	for {
+		res, err := c.Status(ctx, queue, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, ctx.Err()
+			}
+			return nil, err
+		}
+		last = res
+		switch res.State {
+		case StateCompleted:
+			return res, nil
+		case StateArchived:
+			return res, &TaskFailedError{
+				ID: res.ID, Queue: res.Queue, Type: res.Type,
+				LastErr: res.LastError, Result: res.Result, Cancelled: res.Cancelled,
+			}
+		}
+		if err := sleepCtx(ctx, delay); err != nil {
+			return res, err
+		}
+		delay = min(delay*3/2, 500*time.Millisecond)
+	}
+}
+
+// cancelSignalAfter is how long Cancel leaves a running task to the worker's
+// own check of the cancel mark before it signals through asynq.
+const cancelSignalAfter = 2 * time.Second
+
+// Cancel stops a task for good. It sets the task's cancel mark (CancelKey),
+// then archives the task if it is waiting (pending, scheduled, retrying).
+// If it is running, a sandboxq worker sees the mark, cancels the handler and
+// archives the task with the error "cancelled"; should the task still run
+// after cancelSignalAfter, Cancel also signals its worker through asynq
+// (CancelProcessing) and archives the task when asynq moves it to retry.
+// Cancel waits up to the cancel wait (WithCancelWait); if the task is still
+// running then, Cancel returns nil and the mark stops the task at its next
+// attempt.
+//
+// Cancelling an archived task does nothing and returns nil; a completed
+// task gives ErrTaskFinished; a missing one ErrTaskNotFound.
+func (c *Client) Cancel(ctx context.Context, queue, id string) error {
+	info, err := c.info(queue, id)
+	if err != nil {
+		return err
+	}
+	switch info.State {
+	case asynq.TaskStateCompleted:
+		return fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
+	case asynq.TaskStateArchived:
+		return nil
+	}
+	if err := c.rdb.Set(ctx, CancelKey(id), "1", CancelMarkTTL).Err(); err != nil {
+		return fmt.Errorf("cancel task %s: set mark: %w", id, err)
+	}
+	start := time.Now()
+	deadline := start.Add(c.cancelWait)
+	var signalled time.Time
+	delay := 10 * time.Millisecond
+	for {
+		switch info.State {
+		case asynq.TaskStateCompleted:
+			return fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
+		case asynq.TaskStateArchived:
+			return nil
+		case asynq.TaskStateActive:
+			// A sandboxq worker notices the mark within its check interval
+			// and ends the task as "cancelled" itself. Only if it has not
+			// done so after cancelSignalAfter is the worker signalled through
+			// asynq (which ends the attempt as "context canceled"), and again
+			// now and then in case it missed that.
+			if time.Since(start) >= cancelSignalAfter && (signalled.IsZero() || time.Since(signalled) >= time.Second) {
+				if err := c.insp.CancelProcessing(id); err != nil {
+					return fmt.Errorf("cancel task %s: signal worker: %w", id, err)
+				}
+				signalled = time.Now()
+			}
+		default:
+			err := c.insp.ArchiveTask(queue, id)
+			if err == nil || errors.Is(err, asynq.ErrTaskNotFound) {
+				return nil
+			}
+			// The task changed state under us (e.g. it just started); look
+			// again.
+		}
+		if time.Now().After(deadline) {
+			c.logger.WarnContext(ctx, "task still running after cancel; its next attempt will stop",
+				slog.String("task_id", id), slog.String("queue", queue))
+			return nil
+		}
+		if err := sleepCtx(ctx, delay); err != nil {
+			return err
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+		info, err = c.insp.GetTaskInfo(queue, id)
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound):
+			return nil // deleted or revoked: it will not run again
+		case err != nil:
+			return fmt.Errorf("cancel task %s: %w", id, err)
+		}
+	}
+}

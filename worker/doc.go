@@ -1,0 +1,15 @@
+// Package worker composes sandboxq for embedders: worker.New(cfg) wires an
+// asynq server, sandboxq's task handlers and middleware (recover, logging,
+// cancellation) and the retry policy; Run(ctx) processes tasks until ctx is
+// done and then shuts down gracefully.
+//
+// The package reads no environment and owns no process-wide state: the
+// binaries in cmd/ turn flags and environment into a Config, and a service
+// that embeds the worker builds the Config itself (and may register its own
+// task types on Mux before Run).
+//
+// Defaults differ from asynq's where asynq's do not fit sandbox work: an idle
+// worker checks for tasks every 20 ms rather than every second, due retries
+// are moved to their queue every 250 ms rather than every 5 s, MaxRetry comes
+// from the task types (8) and the shutdown timeout is 30 s.
+package worker
