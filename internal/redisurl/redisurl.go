@@ -113,7 +113,7 @@ func parseClusterList(raw string) (*Target, error) {
 	}
 	return &Target{
 		Where: "cluster " + strings.Join(opt.Addrs, ","),
-		open: func() redis.UniversalClient { return redis.NewClusterClient(&opt) },
+		open:  func() redis.UniversalClient { return redis.NewClusterClient(&opt) },
 	}, nil
 }
 
@@ -124,4 +124,3 @@ func redactURLError(err error) string {
 	}
 	return err.Error()
 }
-
