@@ -24,6 +24,9 @@ class WebSocket extends NodeWebSocket {
     this.binaryType = "arraybuffer";
   }
 }
+// WebSocketManager.isConnected reads the global WebSocket.OPEN whatever
+// implementation it was given; Node 20 has none.
+globalThis.WebSocket ??= WebSocket;
 
 compute.setConfig({
   // The client insists on a known provider name and its credentials; the

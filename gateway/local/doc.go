@@ -1,0 +1,118 @@
+// Package local is the embedded local provider: one loopback HTTP server
+// that is a ComputeSDK gateway and, under each sandbox's url, that
+// sandbox's daemon (computesdk-protocol.md §1–§3). Sandboxes are
+// directories on this host; managed servers and commands are real
+// processes. sandboxq's tests use it as their gateway peer, the worker's
+// dev mode runs it in-process, and cmd/localprovider serves it on its own.
+//
+// # URL layout
+//
+//	/v1/sandboxes, /v1/sandbox           POST create
+//	…/{id}                               GET, DELETE
+//	…/{id}/extend                        POST
+//	…/find-or-create, …/find             POST
+//	/s/{sandboxId}/…                     the daemon of one sandbox (the record's url)
+//	  health ready info                  GET
+//	  servers[/{slug}[/stop|restart|status|logs]]
+//	  files[/batch|/{path}]              {path} in any of the three client encodings
+//	  run/command, execute               POST
+//	  env?file=                          GET POST DELETE HEAD
+//	  signals/{start,stop,status,port,port/{port}/{type},error,server-ready}
+//	  ws?token=&protocol=json|binary
+//
+// Both gateway path styles (singular, as in the original integration, and
+// plural) are served. Every gateway request needs X-ComputeSDK-API-Key
+// (compared in constant time); every daemon request needs the sandbox's
+// token as "Authorization: Bearer" or ?token=. Routing reads the escaped
+// path itself and never cleans it, so /files//tmp/a.txt and
+// /files/%2Ftmp%2Fa.txt reach the file handler intact.
+//
+// # Faithful
+//
+//   - Envelopes exactly as the clients read them: gateway
+//     {"success":true,"data":…} with a JSON body on every 2xx (DELETE and
+//     extend answer {"success":true}); files, run, signals and info
+//     {message,data}; servers and env {status:"success",message,data};
+//     /health and /ready bare. DELETE /files is 204 as in the protocol.
+//   - (namespace, name) identifies at most one sandbox, also under
+//     concurrent find-or-create (the provider lock covers lookup and
+//     creation); namespace defaults to "default".
+//   - Server lifecycle (internal/proc): install → starting → running →
+//     ready once 127.0.0.1:PORT accepts (and the health check passes),
+//     restart policies, stop = SIGTERM then SIGKILL after stop_timeout,
+//     durations in ns on output, env_file relative to path with
+//     environment overriding it. ServerInfo.url is http://127.0.0.1:<port>
+//     and reaches the process; it is set while the server is running or
+//     ready.
+//   - Binary WebSocket protocol: client frames decoded with wsbin; signal
+//     messages go out as binary KV frames, any type the JS client would
+//     not KV-decode as a JSON text frame (§3.3 quirks 1–2). JSON text
+//     frames from the client are understood in both modes.
+//
+// # Simplified
+//
+//   - No terminals, watchers, streaming or background commands, overlays,
+//     child sandboxes, session tokens or events pub/sub; background and
+//     stream commands get a 400 that says so.
+//   - A sandbox's filesystem root is its directory: absolute and relative
+//     paths of the file, env and server APIs and of cwd both map under it
+//     ("/tmp/a" is <dir>/tmp/a). Commands and servers run with it (or their
+//     path) as cwd and HOME, but they are ordinary processes of this host:
+//     an absolute path inside a command is a host path. The JS client's
+//     filesystem.exists and mkdir send such commands, so give them
+//     relative paths. Nothing is isolated beyond the file API.
+//   - Commands and servers do not inherit the provider's environment
+//     (which may hold the embedding process's credentials): they get PATH
+//     (Options.Path), HOME, the sandbox's create-time envs and their own
+//     env.
+//   - A foreground /run/command runs in its own process group, which is
+//     SIGKILLed at timeout_ms (exit code 124, status failed, a note on
+//     stderr), when the client goes away, when the sandbox is destroyed,
+//     and as soon as the shell exits: it leaves nothing behind. Long-lived
+//     processes are servers.
+//   - CreateOptions.timeout is accepted but not enforced and extend is a
+//     no-op; templates and providers are ignored. A create that names the
+//     sandbox behaves as find-or-create. Inline servers of a create start
+//     as the sandbox is created; one that cannot start is logged and left
+//     out.
+//   - status "creating" is never returned: creation is a mkdir.
+//
+// # Decisions
+//
+//   - find miss: 200 {"success":true,"data":null}; unknown id on GET,
+//     DELETE or extend: 404 {"success":false,"error":"not found"}.
+//   - Signals are delivered only while the signal service is started
+//     (POST /signals/start, as the JS client does after opening the
+//     socket) and only to sockets subscribed to "signals". A server
+//     becoming ready emits port{type:open} then server-ready; its process
+//     ending after that emits port{type:close}; failing emits error.
+//   - The default WebSocket protocol, when the query has none, is json
+//     (every client sends one).
+//   - Paths: resolvePath rejects NUL, more than 4096 bytes, a ".." above
+//     the root, and any symbolic link whose resolution steps outside the
+//     root, dangling or not (absolute links into the root are allowed);
+//     the result has no links in its existing part. Operations then go
+//     through an os.Root of the sandbox directory, which re-checks at open
+//     time. Deleting a link removes the link. Writes go to a temporary
+//     file renamed over the target, under a per-path lock, so readers never
+//     see a torn file. A batch processes the last operation per path in
+//     sorted order; deleting a missing path in a batch succeeds (retries
+//     are harmless), DELETE /files of a missing path is 404.
+//   - GET /env of a missing file answers an empty set of variables; HEAD
+//     says whether it exists. Writes keep comments, order and unrelated
+//     lines; values are written bare, 'single-' or "double-quoted" as
+//     needed so that dotenv readers get them back unchanged.
+//   - Fault injection (Faults, SetFaults at run time) applies before
+//     authentication, like a failing proxy would. GET /health of a daemon
+//     is exempt from injected errors: clients poll it a bounded number of
+//     times right after create (the JS SDK 30 times) to decide whether the
+//     sandbox exists at all, so a random failure there would turn a
+//     retryable fault into a failed create instead of exercising the
+//     caller's retries. Latency applies to it like to everything else.
+//   - Close stops everything it started and waits for it: in-flight
+//     requests (commands are killed), every server process, every
+//     WebSocket goroutine; then it removes a temporary Root. A Root given
+//     in Options is left in place.
+//   - Logs (debug level: one line per request) carry method, escaped path
+//     and sandbox id, never the query, the API key or a token.
+package local
