@@ -71,7 +71,7 @@ func Logging(logger *slog.Logger) asynq.MiddlewareFunc {
 				slog.String("task_id", id),
 				slog.String("queue", queue),
 				slog.Int("attempt", retried+1),
-				slog.Duration("duration", time.Since(start)),
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 				slog.String("outcome", Outcome(err)),
 			}
 			if p, ok := tasks.ProjectOf(t); ok {

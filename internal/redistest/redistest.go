@@ -50,7 +50,13 @@ type server struct {
 // exits with the tests' code. Call it from TestMain. If no server can be
 // started it prints why on stderr and exits 1.
 func Main(m *testing.M) {
-	os.Exit(run(m, os.Getenv(RequireEnv), os.Stderr))
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit: it returns the exit code, so a TestMain can
+// clean up its own fixtures first.
+func Run(m interface{ Run() int }) int {
+	return run(m, os.Getenv(RequireEnv), os.Stderr)
 }
 
 // runner is the part of *testing.M that run needs.

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sandboxq/sandboxq/internal/secret"
+)
+
+// Config is everything cmd/worker reads from the environment. The README's
+// configuration table lists the same variables; keep them in step.
+type Config struct {
+	// ComputeSDK gateway.
+	APIKey      secret.Secret `env:"COMPUTESDK_API_KEY"`
+	GatewayURL  string        `env:"COMPUTESDK_GATEWAY_URL, default=https://gateway.computesdk.com"`
+	GatewayPath string        `env:"COMPUTESDK_GATEWAY_PATHS, default=singular"`
+	Provider    string        `env:"COMPUTESDK_PROVIDER"`
+
+	// Redis.
+	RedisURL string `env:"REDIS_URL"`
+
+	// Worker.
+	Concurrency     int           `env:"SANDBOXQ_CONCURRENCY, default=20"`
+	Queues          Queues        `env:"SANDBOXQ_QUEUES"`
+	ShutdownTimeout time.Duration `env:"SANDBOXQ_SHUTDOWN_TIMEOUT, default=30s"`
+	LeaseTTL        time.Duration `env:"SANDBOXQ_LEASE_TTL, default=30s"`
+	LeaseWait       time.Duration `env:"SANDBOXQ_LEASE_WAIT, default=3s"`
+
+	// Local provider (used with -dev when COMPUTESDK_API_KEY is unset).
+	LocalAddr string `env:"SANDBOXQ_LOCAL_ADDR, default=127.0.0.1:0"`
+	LocalRoot string `env:"SANDBOXQ_LOCAL_ROOT"`
+	// LocalAPIKey fixes the local provider's key so other clients can use
+	// it; a random one otherwise.
+	LocalAPIKey secret.Secret `env:"SANDBOXQ_LOCAL_API_KEY"`
+
+	// Logging.
+	LogLevel  string `env:"LOG_LEVEL, default=info"`
+	LogFormat string `env:"LOG_FORMAT, default=text"`
+}
+
+// Queues is a queue → weight list such as "critical=6,default=3".
+type Queues map[string]int
+
+// EnvDecode implements envconfig.Decoder.
+func (q *Queues) EnvDecode(s string) error {
+	m := Queues{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, weight, ok := strings.Cut(part, "=")
+		if !ok {
+			return fmt.Errorf("queue %q: want name=weight", part)
+		}
+		w, err := strconv.Atoi(strings.TrimSpace(weight))
+		if err != nil || w <= 0 {
+			return fmt.Errorf("queue %q: weight must be a positive integer", part)
+		}
+		m[strings.TrimSpace(name)] = w
+	}
+	*q = m
+	return nil
+}
+
+func (c *Config) validate(dev bool) error {
+	if c.APIKey.IsZero() && !dev {
+		return fmt.Errorf("COMPUTESDK_API_KEY is not set: set it to your ComputeSDK API key (from the ComputeSDK dashboard, https://computesdk.com/dashboard), or run with -dev to use the embedded local provider")
+	}
+	switch c.GatewayPath {
+	case "singular", "plural":
+	default:
+		return fmt.Errorf("COMPUTESDK_GATEWAY_PATHS=%q: want singular (/v1/sandbox/…) or plural (/v1/sandboxes/…)", c.GatewayPath)
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "text", "json":
+	default:
+		return fmt.Errorf("LOG_FORMAT=%q: want text or json", c.LogFormat)
+	}
+	if c.Concurrency <= 0 {
+		return fmt.Errorf("SANDBOXQ_CONCURRENCY=%d: want a positive number", c.Concurrency)
+	}
+	return nil
+}
+
+// envErrorText rewrites an envconfig error, which names the struct field
+// ("ShutdownTimeout: time: invalid duration"), to name the variable a user
+// sets instead.
+func envErrorText(err error) string {
+	msg := err.Error()
+	t := reflect.TypeFor[Config]()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name != "" && strings.HasPrefix(msg, f.Name+":") {
+			return name + msg[len(f.Name):]
+		}
+	}
+	return msg
+}

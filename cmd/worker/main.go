@@ -1,0 +1,164 @@
+// Command worker runs sandboxq's task processor.
+//
+//	go run ./cmd/worker -dev
+//
+// With -dev it needs nothing else: it uses the Redis on 127.0.0.1:6379 or
+// starts an in-memory one there, and starts the local provider when
+// COMPUTESDK_API_KEY is unset. Without -dev, COMPUTESDK_API_KEY is required
+// and REDIS_URL defaults to redis://127.0.0.1:6379. Every variable is listed
+// in the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/handlers"
+	"github.com/sandboxq/sandboxq/internal/redisurl"
+	"github.com/sandboxq/sandboxq/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], envconfig.OsLookuper(), os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; main only adds the process around it. ready,
+// when the worker is up, receives what it connected to (tests use it).
+func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dev := fs.Bool("dev", false, "development mode: embedded Redis if none answers on 127.0.0.1:6379, local provider if COMPUTESDK_API_KEY is unset")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: worker [-dev]\n\nRuns sandboxq's task processor. Configuration comes from the environment (see README).\n\nExamples:\n  go run ./cmd/worker -dev\n  COMPUTESDK_API_KEY=… REDIS_URL=redis://127.0.0.1:6379 worker\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
+	}
+
+	var cfg Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: env}); err != nil {
+		return fmt.Errorf("configuration: %s", envErrorText(err))
+	}
+	if err := cfg.validate(*dev); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if err := closers[i](); err != nil {
+				logger.Warn("shutdown", "err", err)
+			}
+		}
+	}()
+
+	rdb, redisDesc, closeRedis, err := openRedis(ctx, cfg.RedisURL, *dev, logger)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, closeRedis)
+
+	gwURL, apiKey, gwDesc := cfg.GatewayURL, cfg.APIKey, cfg.GatewayURL
+	pathStyle := gateway.PathSingular
+	if cfg.GatewayPath == "plural" {
+		pathStyle = gateway.PathPlural
+	}
+	if *dev && cfg.APIKey.IsZero() {
+		lp, err := startLocalProvider(cfg.LocalAddr, cfg.LocalRoot, cfg.LocalAPIKey, logger)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, lp.Close)
+		gwURL, apiKey = lp.URL(), lp.APIKey()
+		gwDesc = lp.URL() + " (local provider, sandboxes in " + lp.Root() + ")"
+		fmt.Fprintf(stdout, "local provider: %s\n", lp.URL())
+	}
+	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger)}
+	if cfg.Provider != "" {
+		opts = append(opts, gateway.WithProvider(cfg.Provider))
+	}
+	gw, err := gateway.NewClient(gwURL, opts...)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+
+	w, err := worker.New(worker.Config{
+		Redis:           rdb,
+		Gateway:         gw,
+		Logger:          logger,
+		Concurrency:     cfg.Concurrency,
+		Queues:          cfg.Queues,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Handlers:        handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", *dev, "concurrency", cfg.Concurrency)
+	return w.Run(ctx)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lv}
+	if strings.EqualFold(format, "json") {
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, hopts)), nil
+}
+
+// openRedis connects to REDIS_URL. In dev mode without REDIS_URL it uses a
+// Redis that answers on 127.0.0.1:6379, or starts an in-memory one there.
+func openRedis(ctx context.Context, url string, dev bool, logger *slog.Logger) (redis.UniversalClient, string, func() error, error) {
+	if url == "" && dev {
+		return devRedis(ctx, devRedisAddr, logger)
+	}
+	if url == "" {
+		url = redisurl.Default
+	}
+	target, err := redisurl.Parse(url)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := target.Open()
+	desc := target.Where
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, "", nil, fmt.Errorf("cannot reach Redis at %s: %w", desc, err)
+	}
+	return rdb, desc, rdb.Close, nil
+}
