@@ -33,10 +33,14 @@ type PathError struct {
 
 func (h *Handlers) filesWrite(ctx context.Context, t *Task[tasks.FilesWrite]) (any, error) {
 	p := t.Payload
-	// An earlier attempt may have left paths pending. asynq hands a task
-	// that was running at shutdown back without counting a retry, so the
-	// previous result is read on every attempt, not only on retries.
-	prev := previousResult[FilesResult](ctx, h, t.Queue, t.ID)
+	// A retry sends only the paths an earlier attempt left pending. A task
+	// handed back at shutdown (which asynq does not count as a retry) sends
+	// everything again, which is correct because writes are idempotent, and
+	// keeps the first attempt of every task free of the extra read.
+	var prev *FilesResult
+	if t.Retried > 0 {
+		prev = previousResult[FilesResult](ctx, h, t.Queue, t.ID)
+	}
 	lctx, release, err := h.lock(ctx, p.Project, t.ID)
 	if err != nil {
 		return nil, err

@@ -49,10 +49,10 @@ type testBundle struct {
 	insp   *asynq.Inspector
 	obs    *observations
 	logger *slog.Logger
-	t      *testing.T
+	t      testing.TB
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t testing.TB) *testBundle {
 	t.Helper()
 	obs := &observations{}
 	lp, err := local.Start(local.Options{Observe: obs.add})
