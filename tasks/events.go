@@ -182,7 +182,7 @@ func (c *Client) Events(ctx context.Context, namespace, name, fromID string) (<-
 			last = id
 		}
 		for {
-			evs, err := ReadEvents(ctx, c.rdb, p, last, 100, 5*time.Second)
+			evs, err := ReadEvents(ctx, c.rdb, p, last, 100, time.Second)
 			if ctx.Err() != nil {
 				errc <- nil
 				return

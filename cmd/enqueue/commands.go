@@ -24,6 +24,9 @@ type command struct {
 	task func(t *taskCtx) int
 	// noWait leaves out --wait and --timeout.
 	noWait bool
+	// watch commands (watch) take the project flags and follow its events.
+	watch      *watchOpts
+	watchFlags func(fs *flag.FlagSet)
 }
 
 // buildInput is what a builder gets once the flags are parsed.
@@ -53,7 +56,7 @@ func commands() []*command {
 		ensureCommand(), destroyCommand(), writeFilesCommand(),
 		startServerCommand(), stopServerCommand(), restartServerCommand(),
 		runCommand(), envCommand(), workflowCommand(),
-		statusCommand(), cancelCommand(),
+		statusCommand(), cancelCommand(), watchCommand(),
 	}
 }
 

@@ -125,12 +125,18 @@ func newInvocation(cmd *command) *invocation {
 	if cmd.build != nil {
 		inv.build = cmd.build(fs)
 	}
+	if cmd.watchFlags != nil {
+		cmd.watchFlags(fs)
+	}
 	before := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) { before[f.Name] = true })
-	if cmd.build != nil {
+	switch {
+	case cmd.build != nil:
 		inv.c.registerProject(fs)
 		inv.c.registerEnqueue(fs)
-	} else {
+	case cmd.watch != nil:
+		inv.c.registerProject(fs)
+	default:
 		fs.StringVar(&inv.c.queue, "queue", "", "the task's `queue` (default: look in every default queue)")
 	}
 	if !cmd.noWait {
@@ -204,6 +210,20 @@ func (a *app) runCommand(ctx context.Context, cmd *command, args []string) int {
 		}
 		return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
 			return cmd.task(&taskCtx{ctx: ctx, app: a, cl: cl, c: &inv.c, id: pos[0]})
+		})
+	}
+
+	if cmd.watch != nil {
+		if len(pos) > 0 {
+			return a.usageError(cmd, usagef("unexpected argument %q", pos[0]))
+		}
+		p := tasks.Project{Namespace: inv.c.namespace, Name: inv.c.name}.Normalize()
+		if err := p.Validate(); err != nil {
+			fmt.Fprintf(a.stderr, "enqueue: %v\n", err)
+			return exitUsage
+		}
+		return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
+			return a.watch(ctx, cl, p, cmd.watch, inv.c.jsonOut)
 		})
 	}
 
