@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/internal/lease"
 	"github.com/sandboxq/sandboxq/tasks"
@@ -39,6 +40,20 @@ type Config struct {
 	// DefaultWaitTimeout bounds the wait for a server when the payload does
 	// not (default 10 min).
 	DefaultWaitTimeout time.Duration
+
+	// Store, if set, is the sandbox registry and event store: sandbox:ensure
+	// records the sandbox there, sandbox:destroy marks it destroyed, every
+	// project task updates its last-used time, and server:start and
+	// server:restart wait for the server through the project's event stream
+	// instead of polling the daemon (PollInterval then only paces a direct
+	// read every FallbackRead, in case no watcher runs).
+	Store *events.Store
+	// Claim, if set, is called after sandbox:ensure so that a watcher
+	// starts on the sandbox at once (events.Manager.Claim).
+	Claim func(ctx context.Context, p tasks.Project) error
+	// FallbackRead is how often a wait through events also reads the
+	// server's status directly (default 15 s).
+	FallbackRead time.Duration
 }
 
 func (c *Config) withDefaults() error {
@@ -65,6 +80,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.DefaultWaitTimeout == 0 {
 		c.DefaultWaitTimeout = 10 * time.Minute
+	}
+	if c.FallbackRead == 0 {
+		c.FallbackRead = 15 * time.Second
 	}
 	if c.LeaseTTL < 30*time.Millisecond {
 		return fmt.Errorf("handlers: LeaseTTL %v is too short", c.LeaseTTL)
@@ -100,15 +118,15 @@ func New(cfg Config) (*Handlers, error) {
 // Register adds a handler for every task type to mux. It panics, like
 // asynq.ServeMux.Handle, if a type is already registered.
 func (h *Handlers) Register(mux *asynq.ServeMux) {
-	register(mux, h.ensure)
-	register(mux, h.destroy)
-	register(mux, h.filesWrite)
-	register(mux, h.serverStart)
-	register(mux, h.serverStop)
-	register(mux, h.serverRestart)
-	register(mux, h.commandRun)
-	register(mux, h.envUpdate)
-	register(mux, h.workflowRun)
+	register(mux, h, h.ensure)
+	register(mux, h, h.destroy)
+	register(mux, h, h.filesWrite)
+	register(mux, h, h.serverStart)
+	register(mux, h, h.serverStop)
+	register(mux, h, h.serverRestart)
+	register(mux, h, h.commandRun)
+	register(mux, h, h.envUpdate)
+	register(mux, h, h.workflowRun)
 }
 
 // Task is a decoded task as a handler sees it.
@@ -141,7 +159,7 @@ type Func[P tasks.Payload] func(ctx context.Context, t *Task[P]) (any, error)
 // register adds fn under P's type name. A non-nil result is written as the
 // task result even when fn also fails, so a failed task still shows what it
 // saw (a server's exit code, a command's output).
-func register[P tasks.Payload](mux *asynq.ServeMux, fn Func[P]) {
+func register[P tasks.Payload](mux *asynq.ServeMux, h *Handlers, fn Func[P]) {
 	var zero P
 	mux.HandleFunc(zero.TypeName(), func(ctx context.Context, raw *asynq.Task) error {
 		p, err := tasks.Decode[P](raw)
@@ -153,6 +171,11 @@ func register[P tasks.Payload](mux *asynq.ServeMux, fn Func[P]) {
 		t.Queue, _ = asynq.GetQueueName(ctx)
 		t.Retried, _ = asynq.GetRetryCount(ctx)
 		result, err := fn(ctx, t)
+		if h.cfg.Store != nil && err == nil {
+			if proj, ok := tasks.ProjectOfPayload(p); ok && t.raw.Type() != tasks.TypeSandboxDestroy {
+				h.touch(ctx, proj)
+			}
+		}
 		if result != nil {
 			if werr := t.SetResult(result); werr != nil && err == nil {
 				err = werr
@@ -215,6 +238,13 @@ func (h *Handlers) withSandbox(ctx context.Context, p tasks.Project, create bool
 	if sb == nil {
 		return Permanent(errNoSandbox)
 	}
+	if !fromCache && create {
+		// The lookup may have created the sandbox: make sure the registry
+		// (and so a watcher) knows it.
+		if err := h.record(ctx, p, sb); err != nil {
+			return err
+		}
+	}
 	err = fn(sb, h.gw.Daemon(sb))
 	if err == nil || !fromCache || !staleSandbox(err) {
 		return classify(err)
@@ -238,4 +268,13 @@ func boolOr(p *bool, def bool) bool {
 		return def
 	}
 	return *p
+}
+
+// touch records that the project was used now. A project the registry does
+// not know (its sandbox was never ensured through sandboxq) is left alone.
+func (h *Handlers) touch(ctx context.Context, p tasks.Project) {
+	err := h.cfg.Store.Touch(ctx, p)
+	if err != nil && !errors.Is(err, events.ErrNotFound) {
+		h.log.WarnContext(ctx, "record last use", "namespace", p.Namespace, "name", p.Name, "err", err)
+	}
 }

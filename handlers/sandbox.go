@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
@@ -50,6 +51,9 @@ func (h *Handlers) ensureLocked(ctx context.Context, p tasks.SandboxEnsure) (*En
 		created = true
 	}
 	h.resolver.remember(p.Project, sb)
+	if err := h.record(ctx, p.Project, sb); err != nil {
+		return nil, err
+	}
 	status := sb.Status
 	if status == "" {
 		status = gateway.SandboxReady
@@ -81,11 +85,36 @@ func (h *Handlers) destroy(ctx context.Context, t *Task[tasks.SandboxDestroy]) (
 	}
 	err = h.gw.Destroy(lctx, sb.SandboxID)
 	h.resolver.forget(p.Project)
-	if errors.Is(err, gateway.ErrNotFound) {
-		return &DestroyResult{SandboxID: sb.SandboxID}, nil
-	}
-	if err != nil {
+	res := &DestroyResult{Destroyed: true, SandboxID: sb.SandboxID}
+	switch {
+	case errors.Is(err, gateway.ErrNotFound):
+		res.Destroyed = false
+	case err != nil:
 		return nil, classify(err)
 	}
-	return &DestroyResult{Destroyed: true, SandboxID: sb.SandboxID}, nil
+	if h.cfg.Store != nil {
+		// The watcher stops when it sees this status.
+		if _, err := h.cfg.Store.SandboxStatus(lctx, p.Project, sb.SandboxID, tasks.SandboxDestroyed, ""); err != nil {
+			return nil, fmt.Errorf("record destroyed sandbox: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// record puts the project's sandbox into the registry and has a watcher
+// claim it at once. Both are no-ops without a Store.
+func (h *Handlers) record(ctx context.Context, p tasks.Project, sb *gateway.Sandbox) error {
+	if h.cfg.Store == nil {
+		return nil
+	}
+	if err := h.cfg.Store.Upsert(ctx, p, sb.SandboxID, sb.Provider); err != nil {
+		return fmt.Errorf("record sandbox: %w", err)
+	}
+	if h.cfg.Claim != nil {
+		if err := h.cfg.Claim(ctx, p); err != nil {
+			// Another process's claim loop picks it up within seconds.
+			h.log.WarnContext(ctx, "claim watcher", "namespace", p.Namespace, "name", p.Name, "err", err)
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -66,6 +67,11 @@ func (h *Handlers) startServer(ctx context.Context, owner string, p tasks.Server
 	if err != nil {
 		return nil, err
 	}
+	fromID, err := h.streamPosition(lctx, p.Project)
+	if err != nil {
+		release()
+		return nil, err
+	}
 	err = h.withSandbox(lctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d *gateway.Daemon) error {
 		daemon = d
 		cur, err := d.GetServer(lctx, p.Slug)
@@ -103,7 +109,21 @@ func (h *Handlers) startServer(ctx context.Context, owner string, p tasks.Server
 		return res, nil
 	}
 	progress(res)
-	return h.waitServer(ctx, daemon, res, p.WaitFor, time.Duration(p.WaitTimeoutMS)*time.Millisecond, progress)
+	return h.waitServer(ctx, p.Project, daemon, res, fromID, p.WaitFor, time.Duration(p.WaitTimeoutMS)*time.Millisecond, progress)
+}
+
+// streamPosition is the id of the project's newest event, taken before a
+// task acts so that its wait sees every transition the action causes ("" if
+// there is no event store).
+func (h *Handlers) streamPosition(ctx context.Context, p tasks.Project) (string, error) {
+	if h.cfg.Store == nil {
+		return "", nil
+	}
+	id, err := tasks.LastEventID(ctx, h.rdb, p)
+	if err != nil {
+		return "", fmt.Errorf("read event stream position: %w", err)
+	}
+	return id, nil
 }
 
 // sameServer reports whether a running server was started with the options
@@ -164,6 +184,11 @@ func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.Serv
 	if err != nil {
 		return nil, err
 	}
+	fromID, err := h.streamPosition(lctx, p.Project)
+	if err != nil {
+		release()
+		return nil, err
+	}
 	var (
 		res    *ServerResult
 		daemon *gateway.Daemon
@@ -185,59 +210,137 @@ func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.Serv
 		return res, nil
 	}
 	progress(res)
-	return h.waitServer(ctx, daemon, res, p.WaitFor, time.Duration(p.WaitTimeoutMS)*time.Millisecond, progress)
+	return h.waitServer(ctx, p.Project, daemon, res, fromID, p.WaitFor, time.Duration(p.WaitTimeoutMS)*time.Millisecond, progress)
 }
 
-// waitServer polls the server until it reaches the status the task waits for
+// waitServer waits until the server reaches the status the task waits for
 // (ready, or running with wait_for "running"), fails, stops, or the wait
-// times out. Each change is reported through progress. A failed or stopped
+// times out; each change is reported through progress. A failed or stopped
 // server, or a timeout, ends the task as a permanent failure whose result
 // says what the server did.
-func (h *Handlers) waitServer(ctx context.Context, d *gateway.Daemon, res *ServerResult, waitFor string, timeout time.Duration, progress func(*ServerResult)) (*ServerResult, error) {
+//
+// With an event store it follows the project's event stream from fromID
+// (the position before the task acted) and asks the watcher to poll fast;
+// a direct read every FallbackRead covers a project no watcher runs for.
+// Without one it polls the daemon every PollInterval.
+func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.Daemon, res *ServerResult, fromID, waitFor string, timeout time.Duration, progress func(*ServerResult)) (*ServerResult, error) {
 	if timeout <= 0 {
 		timeout = h.cfg.DefaultWaitTimeout
 	}
 	start := time.Now()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(h.cfg.PollInterval)
-	defer tick.Stop()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	action := res.Action
-	for {
-		res.WaitedMS = time.Since(start).Milliseconds()
-		switch {
-		case res.Status == gateway.ServerReady,
-			res.Status == gateway.ServerRunning && waitFor == tasks.WaitForRunning:
-			return res, nil
-		case res.Status == gateway.ServerFailed:
-			return res, Permanentf("server %q failed%s", res.Slug, exitDetail(res))
-		case res.Status == gateway.ServerStopped:
-			return res, Permanentf("server %q stopped before it was %s%s", res.Slug, waitTarget(waitFor), exitDetail(res))
-		}
-		select {
-		case <-ctx.Done():
-			return res, ctxErr(ctx)
-		case <-deadline.C:
-			return res, Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status)
-		case <-tick.C:
-		}
-		s, err := d.GetServer(ctx, res.Slug)
-		if err != nil {
-			if ctx.Err() != nil {
-				return res, ctxErr(ctx)
-			}
-			if gateway.IsRetryable(err) {
-				continue // a blip while waiting is not a reason to give up
-			}
-			return res, classify(err)
-		}
-		next := serverResult(s, action)
+	// observe takes a new state and reports whether the wait is over.
+	observe := func(next *ServerResult) bool {
+		next.Action = action
 		next.WaitedMS = time.Since(start).Milliseconds()
 		if next.Status != res.Status || next.URL != res.URL || next.Port != res.Port {
 			progress(next)
 		}
 		res = next
+		return serverDone(res, waitFor)
 	}
+	finish := func(err error) (*ServerResult, error) {
+		res.WaitedMS = time.Since(start).Milliseconds()
+		if err != nil {
+			return res, err
+		}
+		switch res.Status {
+		case gateway.ServerFailed:
+			return res, Permanentf("server %q failed%s", res.Slug, exitDetail(res))
+		case gateway.ServerStopped:
+			return res, Permanentf("server %q stopped before it was %s%s", res.Slug, waitTarget(waitFor), exitDetail(res))
+		}
+		return res, nil
+	}
+	if serverDone(res, waitFor) {
+		return finish(nil)
+	}
+	if h.cfg.Store != nil {
+		if err := events.Expedite(wctx, h.rdb, p, 0); err != nil {
+			h.log.WarnContext(ctx, "ask the watcher to poll fast", "namespace", p.Namespace, "name", p.Name, "err", err)
+		}
+	}
+	interval := h.cfg.PollInterval
+	if h.cfg.Store != nil {
+		interval = h.cfg.FallbackRead
+	}
+	// The stream after fromID can begin with the end of the server this
+	// task replaced (stopped, failed). Until the stream has shown the new
+	// run under way, an ending is checked against the daemon before it is
+	// believed.
+	seenRun := false
+	fromStream := func(st events.ServerState) bool {
+		next := &ServerResult{Slug: res.Slug, Status: st.Status, URL: st.URL, Port: st.Port, ExitCode: st.ExitCode, Error: st.Error}
+		if up(st.Status) {
+			seenRun = true
+		} else if !seenRun {
+			s, err := d.GetServer(wctx, res.Slug)
+			if err != nil || up(s.Status) {
+				return false
+			}
+			next = serverResult(s, action)
+		}
+		return observe(next)
+	}
+	for {
+		if h.cfg.Store != nil {
+			// Follow the stream until the next direct read is due.
+			sctx, scancel := context.WithTimeout(wctx, interval)
+			_, last, err := events.WaitServer(sctx, h.rdb, p, res.Slug, fromID, fromStream)
+			scancel()
+			if last != "" {
+				fromID = last
+			}
+			switch {
+			case err == nil:
+				return finish(nil)
+			case errors.Is(err, events.ErrSandboxDestroyed):
+				return finish(Permanentf("the sandbox was destroyed while waiting for server %q", res.Slug))
+			case ctx.Err() != nil:
+				return finish(ctxErr(ctx))
+			case wctx.Err() != nil:
+				return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
+			case !errors.Is(err, context.DeadlineExceeded):
+				h.log.WarnContext(ctx, "read events while waiting for a server", "slug", res.Slug, "err", err)
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return finish(ctxErr(ctx))
+			case <-wctx.Done():
+				return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
+			case <-time.After(interval):
+			}
+		}
+		s, err := d.GetServer(wctx, res.Slug)
+		switch {
+		case err == nil:
+			if observe(serverResult(s, action)) {
+				return finish(nil)
+			}
+		case ctx.Err() != nil:
+			return finish(ctxErr(ctx))
+		case wctx.Err() != nil:
+			return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
+		case gateway.IsRetryable(err):
+			// A blip while waiting is not a reason to give up.
+		default:
+			return finish(classify(err))
+		}
+	}
+}
+
+// serverDone reports whether a wait for waitFor is over at res.
+func serverDone(res *ServerResult, waitFor string) bool {
+	switch res.Status {
+	case gateway.ServerReady, gateway.ServerFailed, gateway.ServerStopped:
+		return true
+	case gateway.ServerRunning:
+		return waitFor == tasks.WaitForRunning
+	}
+	return false
 }
 
 func waitTarget(waitFor string) string {

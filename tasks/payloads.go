@@ -44,6 +44,16 @@ func (p Project) projectOf() Project { return p }
 
 type hasProject interface{ projectOf() Project }
 
+// ProjectOfPayload returns the project a payload belongs to, normalized, and
+// false for payloads that belong to none (the maintenance types).
+func ProjectOfPayload(p Payload) (Project, bool) {
+	hp, ok := p.(hasProject)
+	if !ok {
+		return Project{}, false
+	}
+	return hp.projectOf().Normalize(), true
+}
+
 // normalizer is implemented by payloads that have something to normalize
 // (default namespace, cleaned paths). normalize returns a normalized copy
 // of the same concrete type and never modifies the receiver's slices or

@@ -1,0 +1,321 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// projectOf reads and validates {namespace} and {name}; on a bad value it
+// answers 400 naming the field and returns false.
+func projectOf(w http.ResponseWriter, r *http.Request) (tasks.Project, bool) {
+	p := tasks.Project{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
+	if err := p.Validate(); err != nil {
+		var ve *tasks.ValidationError
+		if errors.As(err, &ve) {
+			writeError(w, http.StatusBadRequest, ve.Error(), ve.Field)
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error(), "")
+		}
+		return p, false
+	}
+	return p.Normalize(), true
+}
+
+// getProject is GET /projects/{namespace}/{name}: the registry entry.
+func (a *API) getProject(w http.ResponseWriter, r *http.Request) {
+	p, ok := projectOf(w, r)
+	if !ok {
+		return
+	}
+	if a.opts.Store == nil {
+		writeError(w, http.StatusServiceUnavailable, "the project registry is not configured on this server", "")
+		return
+	}
+	e, err := a.opts.Store.Get(r.Context(), p)
+	switch {
+	case errors.Is(err, events.ErrNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("project %s/%s has no sandbox in the registry", p.Namespace, p.Name), "")
+		return
+	case err != nil:
+		a.internalError(w, r, "project registry", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+// streamIDRE matches what an event stream may resume from: a Redis stream
+// id ("1732600000000-0", or its millisecond part), "0" (all retained
+// history) or "$" (only new events).
+var streamIDRE = regexp.MustCompile(`^(\$|[0-9]{1,20}(-[0-9]{1,20})?)$`)
+
+// eventsBatch is how many events one read of the stream returns.
+const eventsBatch = 100
+
+// projectEvents is GET /projects/{namespace}/{name}/events: Server-Sent
+// Events from the project's Redis stream.
+func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
+	p, ok := projectOf(w, r)
+	if !ok {
+		return
+	}
+	from, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if from == "" {
+		from, field = r.URL.Query().Get("from"), "from"
+	}
+	if from == "" {
+		from = "$"
+	}
+	if !streamIDRE.MatchString(from) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q is not an event id (such as 1732600000000-0), 0 (all retained events) or $ (new events only)", field, from), field)
+		return
+	}
+	for k := range r.URL.Query() {
+		if k != "from" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: from", k), k)
+			return
+		}
+	}
+	ctx, cancel := a.withClosing(r.Context())
+	defer cancel()
+	a.streams.Add(1)
+	defer a.streams.Add(-1)
+
+	// Subscribe before the first read: an event published after it wakes
+	// the loop even if it lands between a read and the wait.
+	sub, err := a.hub.subscribe(ctx, p)
+	if errors.Is(err, errClosed) {
+		writeError(w, http.StatusServiceUnavailable, "the server is shutting down; reconnect to another instance or later", "")
+		return
+	}
+	if err != nil {
+		a.internalError(w, r, "subscribe to events", err)
+		return
+	}
+	defer sub.close()
+	rdb := a.opts.Redis
+	if from == "$" {
+		if from, err = tasks.LastEventID(ctx, rdb, p); err != nil {
+			a.internalError(w, r, "read events", err)
+			return
+		}
+	}
+
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives any server write timeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriter(w)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	// retry: how long a browser EventSource waits before it reconnects.
+	fmt.Fprintf(bw, "retry: 2000\n: stream of %s/%s from %s\n\n", p.Namespace, p.Name, from)
+	if flush() != nil {
+		return
+	}
+
+	heartbeat := time.NewTicker(a.opts.Heartbeat)
+	defer heartbeat.Stop()
+	poll := time.NewTicker(a.opts.EventsPollInterval)
+	defer poll.Stop()
+	last, lastWrite := from, time.Now()
+	for {
+		evs, err := tasks.ReadEvents(ctx, rdb, p, last, eventsBatch, 0)
+		if ctx.Err() != nil {
+			return
+		}
+		for _, e := range evs {
+			b, _ := json.Marshal(e)
+			fmt.Fprintf(bw, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b)
+			last = e.ID
+		}
+		if err != nil {
+			// An entry that is not an event: skip it, never stall on it.
+			next, nerr := nextEntryID(ctx, rdb, p, last)
+			if nerr != nil || next == "" {
+				a.log.WarnContext(ctx, "read events", "namespace", p.Namespace, "name", p.Name, "err", err.Error())
+				_ = flush()
+				return
+			}
+			a.log.WarnContext(ctx, "skipping a stream entry that is not an event", "namespace", p.Namespace, "name", p.Name, "entry", next, "err", err.Error())
+			last = next
+			continue
+		}
+		if len(evs) > 0 {
+			if flush() != nil {
+				return
+			}
+			lastWrite = time.Now()
+		}
+		if len(evs) == eventsBatch {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.wake:
+		case <-poll.C:
+		case now := <-heartbeat.C:
+			if now.Sub(lastWrite) >= a.opts.Heartbeat/2 {
+				fmt.Fprint(bw, ": heartbeat\n\n")
+				if flush() != nil {
+					return
+				}
+				lastWrite = now
+			}
+		}
+	}
+}
+
+// nextEntryID returns the id of the stream entry after last ("" if none).
+func nextEntryID(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, last string) (string, error) {
+	start := "(" + last
+	if last == "0" {
+		start = "-"
+	}
+	msgs, err := rdb.XRangeN(ctx, tasks.EventsKey(p), start, "+", 1).Result()
+	if err != nil || len(msgs) == 0 {
+		return "", err
+	}
+	return msgs[0].ID, nil
+}
+
+// hub shares one Redis pub/sub connection among the open event streams:
+// each stream subscribes to its project's channel (tasks.EventsChannel),
+// and a message wakes the streams of that project, which then read the
+// stream itself. The stream is the source of truth; a message only says
+// "read now".
+type hub struct {
+	rdb redis.UniversalClient
+	log *slog.Logger
+
+	mu     sync.Mutex
+	ps     *redis.PubSub
+	subs   map[string]map[*subscription]struct{} // channel → streams
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type subscription struct {
+	h       *hub
+	channel string
+	wake    chan struct{}
+}
+
+var errClosed = errors.New("api: closed")
+
+func newHub(rdb redis.UniversalClient, log *slog.Logger) *hub {
+	return &hub{rdb: rdb, log: log, subs: map[string]map[*subscription]struct{}{}}
+}
+
+// subscribe registers a stream of p's events.
+func (h *hub) subscribe(ctx context.Context, p tasks.Project) (*subscription, error) {
+	s := &subscription{h: h, channel: tasks.EventsChannel(p), wake: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errClosed
+	}
+	set := h.subs[s.channel]
+	if set == nil {
+		if h.ps == nil {
+			ps := h.rdb.Subscribe(ctx)
+			if err := ps.Subscribe(ctx, s.channel); err != nil {
+				_ = ps.Close()
+				return nil, err
+			}
+			h.ps = ps
+			msgs := ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
+			h.wg.Go(func() { h.receive(msgs) })
+		} else if err := h.ps.Subscribe(ctx, s.channel); err != nil {
+			return nil, err
+		}
+		set = map[*subscription]struct{}{}
+		h.subs[s.channel] = set
+	}
+	set[s] = struct{}{}
+	return s, nil
+}
+
+// receive wakes the streams of each message's channel. A (re)subscription
+// confirmation wakes them too: messages may have been lost while the
+// connection was down.
+func (h *hub) receive(msgs <-chan any) {
+	for m := range msgs {
+		var ch string
+		switch m := m.(type) {
+		case *redis.Message:
+			ch = m.Channel
+		case *redis.Subscription:
+			ch = m.Channel
+		default:
+			continue
+		}
+		h.mu.Lock()
+		for s := range h.subs[ch] {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// close unregisters the stream; the last stream of a channel unsubscribes,
+// and the last stream of all closes the connection.
+func (s *subscription) close() {
+	h := s.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	set := h.subs[s.channel]
+	delete(set, s)
+	if len(set) > 0 {
+		return
+	}
+	delete(h.subs, s.channel)
+	if h.ps == nil {
+		return
+	}
+	if len(h.subs) == 0 {
+		_ = h.ps.Close()
+		h.ps = nil
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.ps.Unsubscribe(ctx, s.channel); err != nil {
+		h.log.Warn("unsubscribe from events", "err", err.Error())
+	}
+}
+
+// shutdown closes the connection and waits for the receiver.
+func (h *hub) shutdown() {
+	h.mu.Lock()
+	h.closed = true
+	if h.ps != nil {
+		_ = h.ps.Close()
+		h.ps = nil
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}

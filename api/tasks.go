@@ -1,0 +1,133 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// finished reports whether a task has reached a final state.
+func finished(res *tasks.Result) bool {
+	return res.State == tasks.StateCompleted || res.State == tasks.StateArchived
+}
+
+// parseWait reads ?wait=: a Go duration ("30s", "1m", "500ms") or a number
+// of seconds, capped at max.
+func parseWait(v string, max time.Duration) (time.Duration, string) {
+	if v == "" {
+		return 0, ""
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.ParseFloat(v, 64)
+		if nerr != nil {
+			return 0, fmt.Sprintf("wait %q is not a duration such as \"30s\" or a number of seconds", v)
+		}
+		d = time.Duration(n * float64(time.Second))
+	}
+	if d < 0 {
+		return 0, fmt.Sprintf("wait %q must not be negative", v)
+	}
+	return min(d, max), ""
+}
+
+// getTask is GET /tasks/{queue}/{id}[?wait=].
+func (a *API) getTask(w http.ResponseWriter, r *http.Request) {
+	queue, id := r.PathValue("queue"), r.PathValue("id")
+	for k := range r.URL.Query() {
+		if k != "wait" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: wait", k), k)
+			return
+		}
+	}
+	wait, msg := parseWait(r.URL.Query().Get("wait"), a.opts.MaxWait)
+	if msg != "" {
+		writeError(w, http.StatusBadRequest, msg, "wait")
+		return
+	}
+	res, err := a.opts.Client.Status(r.Context(), queue, id)
+	if wait > 0 && err == nil && !finished(res) {
+		res, err = a.waitTask(r, queue, id, wait, res)
+	}
+	switch {
+	case errors.Is(err, tasks.ErrTaskNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %s in queue %s (never enqueued, or gone after its retention)", id, queue), "")
+		return
+	case err != nil:
+		a.internalError(w, r, "task status", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, redactResult(res))
+}
+
+// waitTask polls the task every PollInterval until it is finished, wait
+// has passed, the client has gone or the API is closed; it returns the
+// last state seen.
+func (a *API) waitTask(r *http.Request, queue, id string, wait time.Duration, last *tasks.Result) (*tasks.Result, error) {
+	a.streams.Add(1)
+	defer a.streams.Add(-1)
+	ctx, cancel := a.withClosing(r.Context())
+	defer cancel()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	tick := time.NewTicker(a.opts.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return last, nil
+		case <-timer.C:
+			return last, nil
+		case <-tick.C:
+		}
+		res, err := a.opts.Client.Status(ctx, queue, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, nil
+			}
+			return nil, err
+		}
+		last = res
+		if finished(res) {
+			return res, nil
+		}
+	}
+}
+
+// cancelTask is DELETE /tasks/{queue}/{id}: tasks.Client.Cancel, then the
+// task's state (200 once it is archived, 202 while a running task is still
+// stopping).
+func (a *API) cancelTask(w http.ResponseWriter, r *http.Request) {
+	queue, id := r.PathValue("queue"), r.PathValue("id")
+	err := a.opts.Client.Cancel(r.Context(), queue, id)
+	switch {
+	case errors.Is(err, tasks.ErrTaskNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %s in queue %s (never enqueued, or gone after its retention)", id, queue), "")
+		return
+	case errors.Is(err, tasks.ErrTaskFinished):
+		writeError(w, http.StatusConflict, fmt.Sprintf("task %s has already completed; there is nothing to cancel", id), "")
+		return
+	case err != nil:
+		a.internalError(w, r, "cancel task", err)
+		return
+	}
+	res, err := a.opts.Client.Status(r.Context(), queue, id)
+	switch {
+	case errors.Is(err, tasks.ErrTaskNotFound):
+		// Deleted while it was being cancelled: it will not run again.
+		writeJSON(w, http.StatusOK, &tasks.Result{ID: id, Queue: queue, State: "deleted", Cancelled: true})
+		return
+	case err != nil:
+		a.internalError(w, r, "task status", err)
+		return
+	}
+	status := http.StatusOK
+	if !finished(res) {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, redactResult(res))
+}

@@ -1,0 +1,408 @@
+package maintenance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// Defaults of Deps.
+const (
+	DefaultIdleTTL    = 30 * time.Minute
+	DefaultStaleAfter = 24 * time.Hour
+)
+
+// pageSize is how many registry entries a run reads at a time.
+const pageSize = 200
+
+// Deps are what the maintenance handlers need. Redis is required; Gateway
+// is required for reconcile. Every other field has the default its comment
+// states.
+type Deps struct {
+	Redis redis.UniversalClient
+	// Gateway is asked whether each registered sandbox still exists.
+	Gateway *gateway.Client
+	// Store is the registry (default events.NewStore(Redis, {})).
+	Store *events.Store
+	// Client enqueues sandbox:destroy (default tasks.NewClient(Redis)).
+	Client *tasks.Client
+	// IdleTTL is the idle time after which cleanup destroys a sandbox when
+	// the task's payload names none (default 30 min).
+	IdleTTL time.Duration
+	// StaleAfter is how long reconcile keeps the entry of a destroyed
+	// sandbox after its last update (default 24 h); older ones are removed.
+	StaleAfter time.Duration
+	// Claim, if set, is called by reconcile for a live sandbox that no
+	// process watches (events.Manager.Claim).
+	Claim func(ctx context.Context, p tasks.Project) error
+	// Logger receives one line per run and warnings (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (d *Deps) withDefaults() error {
+	if d.Redis == nil {
+		return errors.New("maintenance: Deps.Redis is required")
+	}
+	if d.Gateway == nil {
+		return errors.New("maintenance: Deps.Gateway is required")
+	}
+	if d.IdleTTL < 0 || d.StaleAfter < 0 {
+		return errors.New("maintenance: IdleTTL and StaleAfter must not be negative")
+	}
+	if d.Store == nil {
+		d.Store = events.NewStore(d.Redis, events.StoreOptions{})
+	}
+	if d.Client == nil {
+		d.Client = tasks.NewClient(d.Redis)
+	}
+	if d.IdleTTL == 0 {
+		d.IdleTTL = DefaultIdleTTL
+	}
+	if d.StaleAfter == 0 {
+		d.StaleAfter = DefaultStaleAfter
+	}
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return nil
+}
+
+// Register adds the maintenance:cleanup and maintenance:reconcile handlers
+// to mux. It panics, like asynq.ServeMux.Handle, if a type is already
+// registered.
+func Register(mux *asynq.ServeMux, deps Deps) error {
+	if mux == nil {
+		return errors.New("maintenance: Register: nil ServeMux")
+	}
+	if err := deps.withDefaults(); err != nil {
+		return err
+	}
+	r := &runner{deps: deps, log: deps.Logger.With("component", "maintenance")}
+	mux.HandleFunc(tasks.TypeMaintenanceCleanup, r.cleanupTask)
+	mux.HandleFunc(tasks.TypeMaintenanceReconcile, r.reconcileTask)
+	return nil
+}
+
+type runner struct {
+	deps Deps
+	log  *slog.Logger
+}
+
+// DestroyEnqueued is one sandbox cleanup asked to destroy.
+type DestroyEnqueued struct {
+	Namespace string    `json:"namespace"`
+	Name      string    `json:"name"`
+	SandboxID string    `json:"sandbox_id"`
+	LastUsed  time.Time `json:"last_used"`
+	TaskID    string    `json:"task_id"`
+	// Duplicate is true when a sandbox:destroy of the project was already
+	// pending; TaskID is that task.
+	Duplicate bool `json:"duplicate"`
+}
+
+// Failure is a project a run could not handle.
+type Failure struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Error     string `json:"error"`
+}
+
+// CleanupResult is the result of maintenance:cleanup.
+type CleanupResult struct {
+	IdleTTL string    `json:"idle_ttl"`
+	Cutoff  time.Time `json:"cutoff"`
+	// Idle counts the live sandboxes found idle past the cutoff.
+	Idle      int               `json:"idle"`
+	Enqueued  []DestroyEnqueued `json:"enqueued"`
+	Failures  []Failure         `json:"failures,omitempty"`
+	Truncated bool              `json:"truncated,omitempty"`
+}
+
+// maxListed caps the per-project lists of a result, which asynq keeps in
+// Redis; counts stay exact.
+const maxListed = 1000
+
+func (r *runner) cleanupTask(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.Decode[tasks.MaintenanceCleanup](t)
+	if err != nil {
+		return err
+	}
+	ttl := p.IdleTTLDuration()
+	if ttl == 0 {
+		ttl = r.deps.IdleTTL
+	}
+	res, err := r.cleanup(ctx, ttl)
+	if werr := writeResult(t, res); werr != nil && err == nil {
+		err = werr
+	}
+	return err
+}
+
+// cleanup enqueues sandbox:destroy for every live sandbox whose last use
+// is older than ttl. Each candidate is read again just before its destroy
+// is enqueued, so a sandbox used while the run pages is left alone.
+func (r *runner) cleanup(ctx context.Context, ttl time.Duration) (*CleanupResult, error) {
+	start := r.deps.Now()
+	cutoff := start.Add(-ttl)
+	res := &CleanupResult{IdleTTL: ttl.String(), Cutoff: cutoff.UTC(), Enqueued: []DestroyEnqueued{}}
+	cursor := ""
+	for {
+		entries, next, err := r.deps.Store.List(ctx, events.ListOptions{IdleSince: cutoff, Cursor: cursor, Limit: pageSize})
+		if err != nil {
+			return res, fmt.Errorf("cleanup: list idle sandboxes: %w", err)
+		}
+		for _, e := range entries {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			if !live(e.Status) {
+				continue
+			}
+			p := e.Project()
+			cur, err := r.deps.Store.Get(ctx, p)
+			if errors.Is(err, events.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				res.fail(p, err)
+				continue
+			}
+			if !live(cur.Status) || !cur.LastUsed.Before(cutoff) {
+				continue // destroyed or used meanwhile
+			}
+			res.Idle++
+			enq, err := r.deps.Client.DestroySandbox(ctx, tasks.SandboxDestroy{Project: p})
+			if err != nil {
+				res.fail(p, err)
+				continue
+			}
+			if len(res.Enqueued) < maxListed {
+				res.Enqueued = append(res.Enqueued, DestroyEnqueued{
+					Namespace: p.Namespace, Name: p.Name, SandboxID: cur.SandboxID,
+					LastUsed: cur.LastUsed, TaskID: enq.ID, Duplicate: enq.Duplicate,
+				})
+			} else {
+				res.Truncated = true
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	r.log.InfoContext(ctx, "cleanup done", "idle_ttl", ttl, "idle", res.Idle,
+		"enqueued", len(res.Enqueued), "failures", len(res.Failures), "duration", time.Since(start))
+	if len(res.Failures) > 0 {
+		f := res.Failures[0]
+		return res, fmt.Errorf("cleanup: %d idle sandboxes could not be handled; first: %s/%s: %s",
+			len(res.Failures), f.Namespace, f.Name, f.Error)
+	}
+	return res, nil
+}
+
+func (res *CleanupResult) fail(p tasks.Project, err error) {
+	if len(res.Failures) < maxListed {
+		res.Failures = append(res.Failures, Failure{Namespace: p.Namespace, Name: p.Name, Error: err.Error()})
+	} else {
+		res.Truncated = true
+	}
+}
+
+// live reports whether a registry status is of a sandbox that exists.
+func live(status string) bool {
+	return status != tasks.SandboxDestroyed
+}
+
+// ReconcileResult is the result of maintenance:reconcile.
+type ReconcileResult struct {
+	// Checked counts the registry entries looked at.
+	Checked int `json:"checked"`
+	// Alive counts sandboxes the gateway still has.
+	Alive int `json:"alive"`
+	// MarkedDestroyed counts entries the gateway no longer has, now
+	// marked destroyed.
+	MarkedDestroyed int `json:"marked_destroyed"`
+	// Removed counts entries of sandboxes destroyed more than StaleAfter
+	// ago, dropped from the registry.
+	Removed int `json:"removed"`
+	// Replaced counts projects whose sandbox id changed (re-created
+	// outside sandboxq); the entry now names the new one.
+	Replaced int `json:"replaced"`
+	// Revived counts entries marked destroyed or error whose sandbox the
+	// gateway has again (or still), now marked ready.
+	Revived int `json:"revived"`
+	// Claimed counts live sandboxes without a watcher handed to Claim.
+	Claimed int `json:"claimed"`
+	// ServersUpdated counts server status changes folded in for sandboxes
+	// nobody watches.
+	ServersUpdated int       `json:"servers_updated"`
+	Failures       []Failure `json:"failures,omitempty"`
+	Truncated      bool      `json:"truncated,omitempty"`
+}
+
+func (res *ReconcileResult) fail(p tasks.Project, err error) {
+	if len(res.Failures) < maxListed {
+		res.Failures = append(res.Failures, Failure{Namespace: p.Namespace, Name: p.Name, Error: err.Error()})
+	} else {
+		res.Truncated = true
+	}
+}
+
+func (r *runner) reconcileTask(ctx context.Context, t *asynq.Task) error {
+	if _, err := tasks.Decode[tasks.MaintenanceReconcile](t); err != nil {
+		return err
+	}
+	res, err := r.reconcile(ctx)
+	if werr := writeResult(t, res); werr != nil && err == nil {
+		err = werr
+	}
+	return err
+}
+
+// reconcile compares every registry entry with the gateway.
+func (r *runner) reconcile(ctx context.Context) (*ReconcileResult, error) {
+	start := r.deps.Now()
+	res := &ReconcileResult{}
+	failedLookups := 0
+	cursor := ""
+	for {
+		entries, next, err := r.deps.Store.List(ctx, events.ListOptions{Cursor: cursor, Limit: pageSize})
+		if err != nil {
+			return res, fmt.Errorf("reconcile: list sandboxes: %w", err)
+		}
+		for _, e := range entries {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			res.Checked++
+			if err := r.reconcileOne(ctx, e, start, res); err != nil {
+				failedLookups++
+				res.fail(e.Project(), err)
+			}
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	r.log.InfoContext(ctx, "reconcile done", "checked", res.Checked, "alive", res.Alive,
+		"marked_destroyed", res.MarkedDestroyed, "removed", res.Removed, "replaced", res.Replaced,
+		"revived", res.Revived, "claimed", res.Claimed, "failures", len(res.Failures), "duration", time.Since(start))
+	if failedLookups > 0 {
+		f := res.Failures[0]
+		return res, fmt.Errorf("reconcile: %d of %d entries could not be checked; first: %s/%s: %s",
+			failedLookups, res.Checked, f.Namespace, f.Name, f.Error)
+	}
+	return res, nil
+}
+
+// reconcileOne brings one entry in line with the gateway. Only a failed
+// gateway lookup or registry write is an error; a failed claim or server
+// refresh is logged and left to the watcher and the next run.
+func (r *runner) reconcileOne(ctx context.Context, e events.Entry, now time.Time, res *ReconcileResult) error {
+	p := e.Project()
+	sb, err := r.deps.Gateway.Find(ctx, p.Namespace, p.Name)
+	if err != nil {
+		return fmt.Errorf("find: %w", err)
+	}
+	if sb == nil {
+		if e.Status != tasks.SandboxDestroyed {
+			if _, err := r.deps.Store.SandboxStatus(ctx, p, e.SandboxID, tasks.SandboxDestroyed, ""); err != nil {
+				return fmt.Errorf("mark destroyed: %w", err)
+			}
+			res.MarkedDestroyed++
+			return nil
+		}
+		if !e.UpdatedAt.IsZero() && now.Sub(e.UpdatedAt) > r.deps.StaleAfter {
+			if err := r.deps.Store.Remove(ctx, p); err != nil {
+				return fmt.Errorf("remove stale entry: %w", err)
+			}
+			res.Removed++
+		}
+		return nil
+	}
+	res.Alive++
+	switch {
+	case sb.SandboxID != e.SandboxID:
+		if err := r.deps.Store.Upsert(ctx, p, sb.SandboxID, sb.Provider); err != nil {
+			return fmt.Errorf("record new sandbox id: %w", err)
+		}
+		res.Replaced++
+	case e.Status == tasks.SandboxDestroyed || e.Status == tasks.SandboxError:
+		if _, err := r.deps.Store.SandboxStatus(ctx, p, sb.SandboxID, tasks.SandboxReady, ""); err != nil {
+			return fmt.Errorf("mark ready: %w", err)
+		}
+		res.Revived++
+	}
+	if e.Watcher != "" {
+		return nil
+	}
+	// Nobody watches it: refresh its servers here, then hand it to a
+	// watcher.
+	if n, err := r.refreshServers(ctx, p, sb); err != nil {
+		r.log.WarnContext(ctx, "reconcile: refresh servers", "namespace", p.Namespace, "name", p.Name, "err", err)
+	} else {
+		res.ServersUpdated += n
+	}
+	if r.deps.Claim != nil {
+		if err := r.deps.Claim(ctx, p); err != nil {
+			r.log.WarnContext(ctx, "reconcile: claim watcher", "namespace", p.Namespace, "name", p.Name, "err", err)
+		} else {
+			res.Claimed++
+		}
+	}
+	return nil
+}
+
+// refreshServers folds the daemon's server list into the registry and
+// returns how many servers changed.
+func (r *runner) refreshServers(ctx context.Context, p tasks.Project, sb *gateway.Sandbox) (int, error) {
+	servers, err := r.deps.Gateway.Daemon(sb).ListServers(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range servers {
+		ev, err := r.deps.Store.ServerStatus(ctx, p, sb.SandboxID, s.Slug, events.ServerState{
+			Status: s.Status, URL: s.URL, Port: s.Port, ExitCode: s.ExitCode, Error: s.Error,
+			UpdatedAt: r.deps.Now(),
+		})
+		if err != nil {
+			return n, err
+		}
+		if ev != nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// writeResult writes v as the task's JSON result.
+func writeResult(t *asynq.Task, v any) error {
+	if t.ResultWriter() == nil || v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	if _, err := t.ResultWriter().Write(b); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	return nil
+}
