@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/redistest"
 )
 
@@ -64,7 +65,7 @@ type workerProc struct {
 func startWorker(t *testing.T, env map[string]string, args ...string) *workerProc {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "worker"), args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LOG_FORMAT=json", "LOG_LEVEL=info"}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LOG_FORMAT=json", "LOG_LEVEL=info", "DASHBOARD_ADDR=127.0.0.1:0"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -195,4 +196,11 @@ func processesWith(marker string) []int {
 
 func ctxTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), d)
+}
+
+// projectMutation reports whether the provider saw a request that changes a
+// sandbox's files, env, commands or servers: what a task does under the
+// project lease. Gateway lookups and a watcher's signal subscription are not.
+func projectMutation(o local.Observation) bool {
+	return o.Mutating && o.SandboxID != "" && strings.HasPrefix(o.Path, "/s/") && !strings.Contains(o.Path, "/signals/")
 }

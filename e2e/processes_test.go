@@ -96,7 +96,7 @@ func TestExclusionAcrossWorkerProcesses(t *testing.T) {
 
 	bySandbox := map[string][]local.Observation{}
 	for _, o := range rec.snapshot() {
-		if o.Mutating && o.SandboxID != "" {
+		if projectMutation(o) {
 			bySandbox[o.SandboxID] = append(bySandbox[o.SandboxID], o)
 		}
 	}

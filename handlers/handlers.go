@@ -54,6 +54,9 @@ type Config struct {
 	// FallbackRead is how often a wait through events also reads the
 	// server's status directly (default 15 s).
 	FallbackRead time.Duration
+	// WaitByPolling makes server waits poll the daemon even with a Store,
+	// for deployments that run no watchers.
+	WaitByPolling bool
 }
 
 func (c *Config) withDefaults() error {

@@ -116,7 +116,7 @@ func (h *Handlers) startServer(ctx context.Context, owner string, p tasks.Server
 // task acts so that its wait sees every transition the action causes ("" if
 // there is no event store).
 func (h *Handlers) streamPosition(ctx context.Context, p tasks.Project) (string, error) {
-	if h.cfg.Store == nil {
+	if !h.waitThroughEvents() {
 		return "", nil
 	}
 	id, err := tasks.LastEventID(ctx, h.rdb, p)
@@ -257,13 +257,14 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.D
 	if serverDone(res, waitFor) {
 		return finish(nil)
 	}
-	if h.cfg.Store != nil {
+	viaEvents := h.waitThroughEvents()
+	if viaEvents {
 		if err := events.Expedite(wctx, h.rdb, p, 0); err != nil {
 			h.log.WarnContext(ctx, "ask the watcher to poll fast", "namespace", p.Namespace, "name", p.Name, "err", err)
 		}
 	}
 	interval := h.cfg.PollInterval
-	if h.cfg.Store != nil {
+	if viaEvents {
 		interval = h.cfg.FallbackRead
 	}
 	// The stream after fromID can begin with the end of the server this
@@ -285,7 +286,7 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.D
 		return observe(next)
 	}
 	for {
-		if h.cfg.Store != nil {
+		if viaEvents {
 			// Follow the stream until the next direct read is due.
 			sctx, scancel := context.WithTimeout(wctx, interval)
 			_, last, err := events.WaitServer(sctx, h.rdb, p, res.Slug, fromID, fromStream)
@@ -331,6 +332,9 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.D
 		}
 	}
 }
+
+// waitThroughEvents reports whether server waits follow the event stream.
+func (h *Handlers) waitThroughEvents() bool { return h.cfg.Store != nil && !h.cfg.WaitByPolling }
 
 // serverDone reports whether a wait for waitFor is over at res.
 func serverDone(res *ServerResult, waitFor string) bool {

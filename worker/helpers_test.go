@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,3 +186,10 @@ func proj(name string) tasks.Project { return tasks.Project{Namespace: "test", N
 func ptr[T any](v T) *T { return &v }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// projectMutation reports whether the provider saw a request that changes a
+// sandbox's files, env, commands or servers: what a task does under the
+// project lease. Gateway lookups and a watcher's signal subscription are not.
+func projectMutation(o local.Observation) bool {
+	return o.Mutating && o.SandboxID != "" && strings.HasPrefix(o.Path, "/s/") && !strings.Contains(o.Path, "/signals/")
+}

@@ -199,7 +199,7 @@ func TestProjectExclusion(t *testing.T) {
 	// Every mutation of a sandbox must end before the next one starts.
 	bySandbox := map[string][]local.Observation{}
 	for _, o := range b.obs.snapshot() {
-		if o.Mutating && o.SandboxID != "" {
+		if projectMutation(o) {
 			bySandbox[o.SandboxID] = append(bySandbox[o.SandboxID], o)
 		}
 	}

@@ -29,6 +29,29 @@ type Config struct {
 	LeaseTTL        time.Duration `env:"SANDBOXQ_LEASE_TTL, default=30s"`
 	LeaseWait       time.Duration `env:"SANDBOXQ_LEASE_WAIT, default=3s"`
 
+	// Watchers.
+	AccessToken secret.Secret `env:"COMPUTESDK_ACCESS_TOKEN"`
+	EventsAddr  string        `env:"COMPUTESDK_EVENTS_ADDR"`
+	WatcherCap  int           `env:"SANDBOXQ_WATCHER_CAP, default=10000"`
+	WatchersOff bool          `env:"SANDBOXQ_WATCHERS_DISABLED, default=false"`
+	OwnerID     string        `env:"SANDBOXQ_OWNER_ID"`
+
+	// Periodic tasks.
+	IdleTTL       time.Duration `env:"SANDBOX_IDLE_TTL, default=30m"`
+	CleanupCron   string        `env:"CLEANUP_CRON, default=*/10 * * * *"`
+	ReconcileCron string        `env:"RECONCILE_CRON, default=*/5 * * * *"`
+
+	// Dashboard and producer API.
+	DashboardAddr     string          `env:"DASHBOARD_ADDR, default=127.0.0.1:8080"`
+	DashboardPath     string          `env:"DASHBOARD_PATH, default=/monitoring"`
+	DashboardUser     string          `env:"DASHBOARD_USER"`
+	DashboardPassword secret.Secret   `env:"DASHBOARD_PASSWORD"`
+	DashboardToken    secret.Secret   `env:"DASHBOARD_TOKEN"`
+	DashboardReadOnly bool            `env:"DASHBOARD_READONLY, default=true"`
+	PrometheusAddr    string          `env:"DASHBOARD_PROMETHEUS_ADDR"`
+	APITokens         []secret.Secret `env:"API_TOKENS"`
+	APIDisabled       bool            `env:"API_DISABLED, default=false"`
+
 	// Local provider (used with -dev when COMPUTESDK_API_KEY is unset).
 	LocalAddr string `env:"SANDBOXQ_LOCAL_ADDR, default=127.0.0.1:0"`
 	LocalRoot string `env:"SANDBOXQ_LOCAL_ROOT"`

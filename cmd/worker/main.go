@@ -22,9 +22,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/sandboxq/sandboxq/dashboard"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/redisurl"
@@ -102,7 +104,9 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		gwDesc = lp.URL() + " (local provider, sandboxes in " + lp.Root() + ")"
 		fmt.Fprintf(stdout, "local provider: %s\n", lp.URL())
 	}
-	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger)}
+	metricsReg := prometheus.NewRegistry()
+	gwMetrics := handlers.NewMetrics(metricsReg)
+	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger), gateway.WithObserver(gwMetrics.GatewayObserver())}
 	if cfg.Provider != "" {
 		opts = append(opts, gateway.WithProvider(cfg.Provider))
 	}
@@ -111,6 +115,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return fmt.Errorf("gateway: %w", err)
 	}
 
+	readOnly := cfg.DashboardReadOnly
 	w, err := worker.New(worker.Config{
 		Redis:           rdb,
 		Gateway:         gw,
@@ -119,11 +124,23 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		Queues:          cfg.Queues,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Handlers:        handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
+		Metrics:         metricsReg,
+		Watchers: worker.WatcherConfig{
+			Disabled: cfg.WatchersOff, OwnerID: cfg.OwnerID, Cap: cfg.WatcherCap,
+			EventsAddr: cfg.EventsAddr, AccessToken: cfg.AccessToken,
+		},
+		Maintenance: worker.MaintenanceConfig{IdleTTL: cfg.IdleTTL, CleanupSpec: cfg.CleanupCron, ReconcileSpec: cfg.ReconcileCron},
+		HTTP: worker.HTTPConfig{
+			Addr: cfg.DashboardAddr, DashboardPath: cfg.DashboardPath, ReadOnly: &readOnly,
+			Auth:      dashboard.Auth{Username: cfg.DashboardUser, Password: cfg.DashboardPassword, BearerToken: cfg.DashboardToken},
+			APITokens: cfg.APITokens, APIDisabled: cfg.APIDisabled, PrometheusAddr: cfg.PrometheusAddr,
+		},
 	})
 	if err != nil {
 		return err
 	}
-	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", *dev, "concurrency", cfg.Concurrency)
+	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", *dev,
+		"concurrency", cfg.Concurrency, "dashboard", dashboardURL(w.Addr(), cfg.DashboardPath), "events_service", cfg.EventsAddr)
 	return w.Run(ctx)
 }
 
@@ -161,4 +178,11 @@ func openRedis(ctx context.Context, url string, dev bool, logger *slog.Logger) (
 		return nil, "", nil, fmt.Errorf("cannot reach Redis at %s: %w", desc, err)
 	}
 	return rdb, desc, rdb.Close, nil
+}
+
+func dashboardURL(addr, path string) string {
+	if addr == "" {
+		return ""
+	}
+	return "http://" + addr + path + "/"
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -81,6 +83,7 @@ func TestRunProcessesTasks(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"-dev"}, envconfig.MapLookuper(map[string]string{
 			"REDIS_URL":              db.URL(),
+			"DASHBOARD_ADDR":         "127.0.0.1:0",
 			"LOG_FORMAT":             "json",
 			"SANDBOXQ_LOCAL_API_KEY": "computesdk_secret_for_the_test",
 		}), io.Discard, &logs)
@@ -98,6 +101,29 @@ func TestRunProcessesTasks(t *testing.T) {
 	}
 	if !strings.Contains(string(res.Result), `"created":true`) {
 		t.Fatalf("result %s", res.Result)
+	}
+	// The dashboard, the sandbox page and the API answer on the address the
+	// start-up line names.
+	m := regexp.MustCompile(`"dashboard":"(http://127\.0\.0\.1:\d+)/monitoring/"`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no dashboard address in the start-up line:\n%s", logs.String())
+	}
+	for path, want := range map[string]string{
+		"/healthz":                            "ok",
+		"/monitoring/":                        "<html",
+		"/api/sandboxes":                      "in-process",
+		"/api/v1/projects/default/in-process": `"sandbox_id"`,
+		"/metrics":                            "sandboxq_tasks_processed_total",
+	} {
+		resp, err := http.Get(m[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, want 200 with %q:\n%.300s", path, resp.StatusCode, want, body)
+		}
 	}
 	cancel()
 	select {
