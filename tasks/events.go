@@ -204,3 +204,19 @@ func (c *Client) Events(ctx context.Context, namespace, name, fromID string) (<-
 	}()
 	return out, errc
 }
+
+// WaitingKey marks that someone waits on a project's servers:
+// "sandboxq:{ns/name}:waiting", value "1", with a TTL. While it exists the
+// project's watcher polls fast (see events.Expedite).
+func WaitingKey(p Project) string { return KeyPrefix + ProjectTag(p) + ":waiting" }
+
+// WatchersChannel is the pub/sub channel on which watcher managers are
+// nudged: messages "claim <member>" (someone wants the project watched now)
+// and "expedite <member>" (someone waits on it), member as in IndexMember.
+// Nudges are hints: receivers check Redis before acting.
+const WatchersChannel = KeyPrefix + "watchers"
+
+// WatcherManagersKey is a sorted set of the live watcher managers: member
+// the owner id, score the Unix milliseconds until which its heartbeat is
+// valid. Managers use it to share the sandboxes fairly.
+const WatcherManagersKey = KeyPrefix + "watchers:managers"

@@ -19,6 +19,7 @@
 //	  env?file=                          GET POST DELETE HEAD
 //	  signals/{start,stop,status,port,port/{port}/{type},error,server-ready}
 //	  ws?token=&protocol=json|binary
+//	EventsAddr (TCP)                     events pub/sub line protocol
 //
 // Both gateway path styles (singular, as in the original integration, and
 // plural) are served. Every gateway request needs X-ComputeSDK-API-Key
@@ -52,8 +53,8 @@
 // # Simplified
 //
 //   - No terminals, watchers, streaming or background commands, overlays,
-//     child sandboxes, session tokens or events pub/sub; background and
-//     stream commands get a 400 that says so.
+//     child sandboxes or session tokens; background and stream commands
+//     get a 400 that says so.
 //   - A sandbox's filesystem root is its directory: absolute and relative
 //     paths of the file, env and server APIs and of cwd both map under it
 //     ("/tmp/a" is <dir>/tmp/a). Commands and servers run with it (or their
@@ -86,6 +87,15 @@
 //     socket) and only to sockets subscribed to "signals". A server
 //     becoming ready emits port{type:open} then server-ready; its process
 //     ending after that emits port{type:close}; failing emits error.
+//   - Events pub/sub (protocol §4.2) listens on a loopback port of its own
+//     (Options.EventsAddr, Provider.EventsAddr). The access token of a
+//     sandbox is its daemon token. It emits server.status_changed
+//     {serverName, status, url?, error?} on every status (or url) change
+//     of a managed server, with the timestamp of the change (the server's
+//     updated_at, in ms), and sandbox.status_changed {status:"destroyed"}
+//     when the sandbox is destroyed, after which its subscribers are
+//     disconnected. There is no replay; a subscriber more than 256 lines
+//     behind is disconnected. Dropped WebSockets (Faults) do not affect it.
 //   - The default WebSocket protocol, when the query has none, is json
 //     (every client sends one).
 //   - Paths: resolvePath rejects NUL, more than 4096 bytes, a ".." above

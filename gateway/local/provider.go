@@ -57,6 +57,9 @@ type Options struct {
 	// (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin);
 	// pass your own PATH to reach tools installed elsewhere.
 	Path string
+	// EventsAddr is the listen address of the events pub/sub (protocol
+	// §4.2), default "127.0.0.1:0"; the same loopback rule as Addr applies.
+	EventsAddr string
 	// Faults injects errors, latency and dropped WebSockets; see Faults.
 	Faults Faults
 	// Observe, if set, is called after every request with what was done. It
@@ -119,6 +122,7 @@ type Provider struct {
 	cancel context.CancelFunc
 
 	faults *faultState
+	events *eventsHub
 
 	// gate counts in-flight requests; closed refuses new ones.
 	gateMu   sync.Mutex
@@ -208,12 +212,32 @@ func Start(opts Options) (*Provider, error) {
 		return nil, fmt.Errorf("local: root: %w", err)
 	}
 
+	evAddr := opts.EventsAddr
+	if evAddr == "" {
+		evAddr = DefaultAddr
+	}
+	evLoopback, err := isLoopbackAddr(evAddr)
+	if err != nil {
+		p.removeTempRoot()
+		return nil, fmt.Errorf("local: EventsAddr: %w", err)
+	}
+	if !evLoopback && !opts.AllowNonLoopback {
+		p.removeTempRoot()
+		return nil, fmt.Errorf("local: refusing to listen for events on non-loopback address %q: set AllowNonLoopback", evAddr)
+	}
+	evLn, err := net.Listen("tcp", evAddr)
+	if err != nil {
+		p.removeTempRoot()
+		return nil, fmt.Errorf("local: listen for events: %w", err)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		_ = evLn.Close()
 		p.removeTempRoot()
 		return nil, fmt.Errorf("local: listen: %w", err)
 	}
 	p.ln = ln
+	p.events = newEventsHub(p, evLn)
 	p.base = "http://" + ln.Addr().String()
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.faults = newFaultState(opts.Faults)
@@ -228,6 +252,7 @@ func Start(opts Options) (*Provider, error) {
 		_ = p.srv.Serve(ln)
 	}()
 	p.bg.Go(p.dropLoop)
+	p.bg.Go(p.events.acceptLoop)
 	p.log.Info("local provider listening", slog.String("url", p.base), slog.String("root", p.root))
 	return p, nil
 }
@@ -329,6 +354,7 @@ func (p *Provider) Close() error {
 			errs = append(errs, err)
 		}
 		<-p.serveDone
+		p.events.close()
 		p.bg.Wait()
 		if p.tempRoot {
 			if err := os.RemoveAll(p.root); err != nil {

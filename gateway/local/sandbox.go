@@ -166,6 +166,7 @@ func (s *sandbox) destroy(removeDir bool) error {
 	}
 	wg.Wait()
 	s.serverOps.Unlock()
+	s.p.events.sandboxDestroyed(s.id)
 	for _, c := range conns {
 		c.close()
 	}

@@ -399,6 +399,9 @@ func (s *sandbox) serverChanged(ms *managedServer, st proc.State) {
 				ms.openPort = 0
 			}
 		}
+		if st.Status != prev.Status || serverURL(st) != serverURL(prev) {
+			s.p.events.serverStatus(s.id, ms.slug, string(st.Status), serverURL(st), st.Error, st.UpdatedAt)
+		}
 		if st.Status == proc.StatusFailed && prev.Status != proc.StatusFailed {
 			msg := fmt.Sprintf("server %s failed", ms.slug)
 			if st.Error != "" {
@@ -414,6 +417,14 @@ func (s *sandbox) serverChanged(ms *managedServer, st proc.State) {
 }
 
 func portURL(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) }
+
+// serverURL is a server's url: set while it is running or ready.
+func serverURL(st proc.State) string {
+	if st.Port > 0 && (st.Status == proc.StatusReady || st.Status == proc.StatusRunning) {
+		return portURL(st.Port)
+	}
+	return ""
+}
 
 func (s *sandbox) restartServer(ctx context.Context, ms *managedServer) (gateway.ServerInfo, error) {
 	s.serverOps.Lock()
@@ -519,9 +530,7 @@ func (s *sandbox) serverInfo(ms *managedServer) gateway.ServerInfo {
 	if override != "" {
 		info.Status = override
 	}
-	if st.Port > 0 && (st.Status == proc.StatusReady || st.Status == proc.StatusRunning) {
-		info.URL = portURL(st.Port)
-	}
+	info.URL = serverURL(st)
 	if o.HealthCheck != nil {
 		info.HealthStatus = &gateway.HealthStatus{
 			LastCheck:           st.LastCheck,
