@@ -1,0 +1,148 @@
+// Package events follows what sandboxes do and records it where producers
+// can read it (DESIGN.md §6): one watcher per live sandbox, leases that
+// make exactly one worker process watch it, normalized events in a capped
+// Redis stream and on pub/sub, and the sandbox registry.
+//
+// # Redis keys
+//
+// Every per-project key carries the project's hash tag {ns/name}
+// (tasks.ProjectTag: the namespace with "%" and "/" percent-encoded), so
+// one project's keys share a cluster slot.
+//
+//	sandboxq:{ns/name}:events   stream (tasks.EventsKey), capped with
+//	                            XADD MAXLEN ~ (StoreOptions.MaxLen, default
+//	                            10000); each entry has one field "event":
+//	                            the event JSON without "id" (the entry id
+//	                            is the event id)
+//	sandboxq:{ns/name}:events   pub/sub channel (tasks.EventsChannel): the
+//	                            event JSON with "id", published right after
+//	                            the XADD, in the same Lua script
+//	sandboxq:events             pub/sub channel of every project's events
+//	                            (tasks.AllEventsChannel), same JSON
+//	sandboxq:{ns/name}:sandbox  hash, the registry entry (tasks.RegistryKey)
+//	sandboxq:sandboxes          sorted set of every registered project
+//	                            (tasks.RegistryIndexKey): member
+//	                            "<ns>/<name>" (tasks.IndexMember), score
+//	                            last_used in Unix ms
+//	sandboxq:{ns/name}:watcher  string, the watcher lease: the owner id of
+//	                            the process watching the sandbox, with a
+//	                            TTL (tasks.WatcherKey)
+//	sandboxq:{ns/name}:waiting  string "1" with a TTL while someone waits on
+//	                            the project's servers (tasks.WaitingKey,
+//	                            set by Expedite)
+//	sandboxq:watchers           pub/sub channel of nudges to Managers:
+//	                            "claim <member>", "expedite <member>"
+//	                            (tasks.WatchersChannel)
+//	sandboxq:watchers:managers  sorted set of live Managers: member owner
+//	                            id, score heartbeat expiry in Unix ms
+//	                            (tasks.WatcherManagersKey)
+//
+// # Event JSON (tasks.Event)
+//
+//	{"id":"1764136800123-0","type":"server.status_changed",
+//	 "namespace":"default","name":"shop","sandbox_id":"sbx_…",
+//	 "timestamp":"2026-11-26T06:00:00.123Z","server_name":"web",
+//	 "status":"ready","url":"http://127.0.0.1:3000","port":3000}
+//
+//	{"id":"…","type":"sandbox.status_changed","namespace":"default",
+//	 "name":"shop","sandbox_id":"sbx_…","timestamp":"…","status":"destroyed"}
+//
+// type is server.status_changed (status one of installing, starting,
+// running, ready, restarting, stopped, failed; server_name always; url,
+// port, exit_code, error when known) or sandbox.status_changed (status
+// created, ready, destroyed or error; error when there is one). timestamp
+// is when sandboxq recorded the event (RFC 3339, UTC). In the stream the
+// "id" member is left out; on the channels it is the stream entry id.
+//
+// # Registry hash fields
+//
+//	namespace, name   the project
+//	sandbox_id        the project's current sandbox
+//	provider          its provider
+//	status            created | ready | destroyed | error
+//	error             the sandbox error, "" if none
+//	servers           JSON object slug → ServerState
+//	                  {"status","url","port","exit_code","error","updated_at"}
+//	last_event        JSON of the newest event, with its id
+//	last_used         Unix ms of the last Upsert/Touch
+//	created_at        Unix ms the current sandbox id was first recorded
+//	updated_at        Unix ms of the last event
+//	watcher           owner id of the watching process, "" if none (Get
+//	                  and List report the lease key instead, which cannot
+//	                  outlive a dead process)
+//	seen              internal: JSON slug → Unix ms of the newest source
+//	                  time seen (see ServerStatus)
+//
+// # Decisions
+//
+//   - One event per real transition, whichever source saw it first: the
+//     compare with the registry's current server state and the append,
+//     publish and fold happen in one Lua script per observation. Sources
+//     give the time the state began (daemon updated_at, events service
+//     timestamp); an observation older than the newest one seen for that
+//     server, or of the same millisecond but earlier in the lifecycle, is
+//     dropped, so a poll answer overtaken by a signal never moves a server
+//     back. For the same status, an observation that lacks url, port, exit
+//     code or error keeps the recorded ones, and one that fills in a field
+//     recorded as unknown is folded in without an event (the events
+//     service's lines carry no port and no exit code; a poll after one
+//     completes it); only a known field that changes is a transition.
+//   - Upsert emits sandbox.status_changed{created} when a project's
+//     sandbox id is new (and resets its servers); the registry status is
+//     then ready. The same id coming back after error emits ready.
+//   - Sources of a watcher: the daemon WebSocket (json protocol; POST
+//     /signals/start, subscribe to "signals"), polls of GET /servers, and,
+//     with Config.EventsAddr, the events service line protocol (SUBSCRIBE
+//     <sandboxId> <token>). The daemon sends no status messages, only
+//     signals (port, server-ready, error), so each signal triggers a poll.
+//     An events-service line triggers a poll too and is applied with it,
+//     oldest first; a line that says what the poll says is left to the
+//     poll, which knows every field. A state that lasts less than a poll
+//     interval (starting, usually) is seen only with the events service.
+//   - Poll pace: FastPoll (1 s) while a server is installing, starting,
+//     restarting, or running for less than SettleAfter (5 min) without
+//     being ready, and while someone waits; SlowPoll (30 s, ±10 %)
+//     otherwise; at once after a signal, an events line, a (re)connection,
+//     a claim and an Expedite.
+//   - "Someone waits": Expedite(ctx, rdb, p, d) (or Manager.Expedite) sets
+//     the waiting key with TTL d and publishes a nudge; the owning watcher
+//     polls at once and fast until the key expires. A watcher that claims
+//     the project later reads the key too. server:start calls it before it
+//     waits.
+//   - Keep-alive: WebSocket pings every PingInterval and a read deadline
+//     of 2×PingInterval (pongs and messages extend it); the events
+//     connection sends PING lines under the same deadline. A failed
+//     connection is redialled with full-jitter exponential backoff
+//     (ReconnectMin..ReconnectMax, never below ReconnectMin/2), reset once
+//     a connection lived 5 s. Every (re)connection is followed by a poll,
+//     which resyncs what happened while it was down. A daemon that refuses
+//     the token or no longer knows the sandbox makes the watcher find the
+//     sandbox at the gateway again; a sandbox the gateway no longer has is
+//     recorded destroyed; another sandbox id for the project is upserted
+//     (the gateway is the source of truth).
+//   - Ownership: a lease per watched sandbox (owner = Config.OwnerID, TTL
+//     LeaseTTL), all of a process's leases renewed together every
+//     LeaseTTL/3 in pipelined batches rather than a goroutine each. A
+//     lease found taken stops its watcher (OnLeaseLost); if renewals fail
+//     for a whole LeaseTTL every watcher stops, since others may have taken
+//     over. Every ClaimInterval a Manager scans the index (ZSCAN, pages of
+//     500) for unowned sandboxes whose status is not destroyed and claims
+//     up to its fair share (registry size / live Managers, plus one) at
+//     once, and beyond it, up to Cap, those that stayed unowned since its
+//     previous scan, so load spreads and orphans are still taken. A claim
+//     (or takeover after a process died) polls first, so a transition made
+//     while nobody watched is recorded once. Shutdown releases every lease
+//     (compare-and-delete); a killed process's leases expire after
+//     LeaseTTL, and others take over within LeaseTTL + ClaimInterval.
+//   - Destroyed sandboxes are not watched: a watcher stops and releases
+//     its lease when the registry says destroyed (seen on the all-events
+//     channel, on its periodic registry check, or from the events
+//     service). Pub/sub is shared by every database of a Redis server, so
+//     what arrives there is a hint, always checked against the registry.
+//   - Bounded load: a Manager runs at most Config.Concurrency gateway or
+//     daemon calls at once (claiming thousands of sandboxes after a restart
+//     does not storm the gateway); an idle watcher has no timer-driven
+//     goroutine other than its own loop and its readers.
+//   - Tokens (daemon and events access token) live in memory only; they
+//     are never logged, stored or put in errors.
+package events

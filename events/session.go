@@ -1,0 +1,318 @@
+package events
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// session is the connections of a watcher to one sandbox record: the
+// daemon WebSocket and, if configured, the events service. A new record
+// (token or sandbox changed) means a new session.
+type session struct {
+	daemon    *gateway.Daemon
+	sandboxID string
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+func (s *session) stop() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// lived is how long a connection must last for its reconnect backoff to
+// start over.
+const lived = 5 * time.Second
+
+func (w *watcher) startSession(sb *gateway.Sandbox, id string) *session {
+	ctx, cancel := context.WithCancel(w.ctx)
+	s := &session{daemon: w.m.cfg.Gateway.Daemon(sb), sandboxID: id, cancel: cancel}
+	s.wg.Go(func() { w.wsLoop(ctx, s.daemon) })
+	if w.m.cfg.EventsAddr != "" {
+		token := w.m.cfg.EventsToken(sb)
+		s.wg.Go(func() { w.eventsLoop(ctx, id, token) })
+	}
+	return s
+}
+
+// wsLoop keeps the daemon WebSocket subscribed to signals, reconnecting
+// with jittered exponential backoff; every (re)connection is followed by a
+// poll, which resyncs what happened while it was down.
+func (w *watcher) wsLoop(ctx context.Context, d *gateway.Daemon) {
+	attempt := 0
+	for ctx.Err() == nil {
+		start := time.Now()
+		connected, err := w.wsOnce(ctx, d)
+		if ctx.Err() != nil {
+			return
+		}
+		if refused(err) {
+			notify(w.refind)
+			return
+		}
+		if connected && time.Since(start) >= lived {
+			attempt = 0
+		}
+		w.m.log.Debug("daemon websocket", "project", w.member, "err", err, "attempt", attempt)
+		if !sleepCtx(ctx, w.m.backoff(attempt)) {
+			return
+		}
+		attempt++
+	}
+}
+
+// wsOnce dials, starts and subscribes to signals, then reads until the
+// connection fails. connected reports whether it got as far as reading.
+func (w *watcher) wsOnce(ctx context.Context, d *gateway.Daemon) (connected bool, err error) {
+	if !w.m.acquire(ctx) {
+		return false, ctx.Err()
+	}
+	conn, err := d.DialWS(ctx)
+	if err == nil {
+		_, err = d.StartSignals(ctx)
+		if err != nil {
+			_ = conn.Close()
+		}
+	}
+	w.m.releaseSlot()
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	stopClose := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stopClose()
+
+	ping := w.m.cfg.PingInterval
+	conn.SetReadLimit(1 << 20)
+	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(2 * ping)) }
+	extend()
+	conn.SetPongHandler(func(string) error { extend(); return nil })
+	sub, _ := json.Marshal(gateway.WSMessage{Type: "subscribe", Channel: "signals"})
+	_ = conn.SetWriteDeadline(time.Now().Add(ping))
+	if err := conn.WriteMessage(websocket.TextMessage, sub); err != nil {
+		return false, fmt.Errorf("subscribe to signals: %w", err)
+	}
+	w.resync()
+	if h := w.m.hooks.connected; h != nil {
+		h(w.member, "ws")
+	}
+	defer every(ping, func() error {
+		return conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ping))
+	}, func() { _ = conn.Close() })()
+	for {
+		typ, data, err := conn.ReadMessage()
+		if err != nil {
+			return true, err
+		}
+		extend()
+		if typ != websocket.TextMessage {
+			continue
+		}
+		var msg gateway.WSMessage
+		if json.Unmarshal(data, &msg) != nil {
+			continue
+		}
+		if msg.Type == "signal" {
+			w.signal()
+			if h := w.m.hooks.signal; h != nil {
+				h(w.member)
+			}
+		}
+	}
+}
+
+// eventsLoop keeps a subscription to the events service, reconnecting with
+// backoff; each (re)connection is followed by a poll.
+func (w *watcher) eventsLoop(ctx context.Context, sandboxID, token string) {
+	attempt := 0
+	for ctx.Err() == nil {
+		start := time.Now()
+		connected, err := w.eventsOnce(ctx, sandboxID, token)
+		if ctx.Err() != nil {
+			return
+		}
+		if connected && time.Since(start) >= lived {
+			attempt = 0
+		}
+		w.m.log.Debug("events service", "project", w.member, "err", err, "attempt", attempt)
+		if !sleepCtx(ctx, w.m.backoff(attempt)) {
+			return
+		}
+		attempt++
+	}
+}
+
+// maxEventLine is the longest line accepted from the events service.
+const maxEventLine = 1 << 20
+
+// errEventsRefused is an -ERR answer to SUBSCRIBE.
+var errEventsRefused = errors.New("events service refused the subscription")
+
+func (w *watcher) eventsOnce(ctx context.Context, sandboxID, token string) (bool, error) {
+	ping := w.m.cfg.PingInterval
+	dialer := net.Dialer{Timeout: 10 * time.Second, KeepAlive: -1}
+	conn, err := dialer.DialContext(ctx, "tcp", w.m.cfg.EventsAddr)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	var wmu sync.Mutex
+	write := func(s string) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = conn.SetWriteDeadline(time.Now().Add(ping))
+		_, err := conn.Write([]byte(s))
+		return err
+	}
+	stopClose := context.AfterFunc(ctx, func() {
+		_ = write("UNSUBSCRIBE\r\n")
+		_ = conn.Close()
+	})
+	defer stopClose()
+	if strings.ContainsAny(sandboxID+token, " \r\n") || token == "" {
+		return false, errors.New("events service: sandbox id or access token unusable on the line protocol")
+	}
+	if err := write("SUBSCRIBE " + sandboxID + " " + token + "\r\n"); err != nil {
+		return false, err
+	}
+	r := bufio.NewReaderSize(conn, 1024)
+	_ = conn.SetReadDeadline(time.Now().Add(2 * ping))
+	line, err := readEventLine(r)
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(line, []byte("+OK")) {
+		reason := strings.TrimPrefix(string(line), "-ERR ")
+		reason = strings.ReplaceAll(reason, token, "[redacted]")
+		return false, fmt.Errorf("%w: %.200s", errEventsRefused, reason)
+	}
+	w.resync()
+	if h := w.m.hooks.connected; h != nil {
+		h(w.member, "events")
+	}
+	defer every(ping, func() error { return write("PING\r\n") }, func() { _ = conn.Close() })()
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(2 * ping))
+		line, err := readEventLine(r)
+		if err != nil {
+			return true, err
+		}
+		if len(line) == 0 || line[0] != '{' {
+			continue // +PONG, RESP framing lines
+		}
+		if le, ok := parseEventLine(line, sandboxID); ok {
+			w.addLine(le)
+			if h := w.m.hooks.line; h != nil {
+				h(w.member)
+			}
+		}
+	}
+}
+
+func readEventLine(r *bufio.Reader) ([]byte, error) {
+	var b []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if len(b)+len(chunk) > maxEventLine {
+			return nil, errors.New("events service: line longer than 1 MiB")
+		}
+		b = append(b, chunk...)
+		if err == nil {
+			return bytes.TrimRight(b, "\r\n"), nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
+}
+
+// wireEvent is a SandboxEvent of the events service (protocol §4.2).
+type wireEvent struct {
+	SandboxID string          `json:"sandboxId"`
+	Type      string          `json:"type"`
+	Data      json.RawMessage `json:"data"`
+	Timestamp int64           `json:"timestamp"`
+}
+
+// parseEventLine turns a server.status_changed or sandbox.status_changed
+// line of the sandbox into an observation; other lines are ignored.
+func parseEventLine(line []byte, sandboxID string) (lineEvent, bool) {
+	var ev wireEvent
+	if json.Unmarshal(line, &ev) != nil {
+		return lineEvent{}, false
+	}
+	if ev.SandboxID != "" && ev.SandboxID != sandboxID {
+		return lineEvent{}, false
+	}
+	var at time.Time
+	if ev.Timestamp > 0 {
+		at = time.UnixMilli(ev.Timestamp)
+	}
+	switch ev.Type {
+	case tasks.EventServerStatusChanged:
+		var d struct {
+			ServerName string `json:"serverName"`
+			Status     string `json:"status"`
+			URL        string `json:"url"`
+			Error      string `json:"error"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil || d.ServerName == "" || d.Status == "" {
+			return lineEvent{}, false
+		}
+		return lineEvent{server: &observation{slug: d.ServerName, fromLine: true,
+			st: ServerState{Status: d.Status, URL: d.URL, Error: d.Error, UpdatedAt: at}}}, true
+	case tasks.EventSandboxStatusChanged:
+		var d struct {
+			Status string `json:"status"`
+			Error  string `json:"error"`
+		}
+		if json.Unmarshal(ev.Data, &d) != nil {
+			return lineEvent{}, false
+		}
+		switch d.Status {
+		case tasks.SandboxReady, tasks.SandboxDestroyed, tasks.SandboxError:
+			// created is recorded by Store.Upsert, with the sandbox id.
+			return lineEvent{sandbox: &sandboxObservation{status: d.Status, err: d.Error}}, true
+		}
+	}
+	return lineEvent{}, false
+}
+
+// every runs fn every d on a timer (no goroutine while idle) until the
+// returned stop is called; when fn fails it calls failed and stops.
+func every(d time.Duration, fn func() error, failed func()) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(d, func() {
+		if err := fn(); err != nil {
+			failed()
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(d)
+		}
+		mu.Unlock()
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
+}

@@ -1,0 +1,688 @@
+package events
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// ErrNotFound is returned when a project has no registry entry.
+var ErrNotFound = errors.New("events: project has no registry entry")
+
+// Registry hash fields (tasks.RegistryKey).
+const (
+	FieldNamespace = "namespace"
+	FieldName      = "name"
+	FieldSandboxID = "sandbox_id"
+	FieldProvider  = "provider"
+	FieldStatus    = "status"
+	FieldError     = "error"
+	FieldServers   = "servers"
+	FieldLastEvent = "last_event"
+	FieldLastUsed  = "last_used"
+	FieldCreatedAt = "created_at"
+	FieldUpdatedAt = "updated_at"
+	FieldWatcher   = "watcher"
+)
+
+// Server statuses (computesdk-protocol.md); the registry stores whatever
+// status a source reports, these are the ones sandboxq acts on.
+const (
+	ServerInstalling = "installing"
+	ServerStarting   = "starting"
+	ServerRunning    = "running"
+	ServerReady      = "ready"
+	ServerRestarting = "restarting"
+	ServerStopped    = "stopped"
+	ServerFailed     = "failed"
+)
+
+// DefaultMaxLen is the default approximate cap of a project's event stream.
+const DefaultMaxLen = 10000
+
+// ServerState is what the registry knows of one server of a sandbox.
+type ServerState struct {
+	Status    string    `json:"status"`
+	URL       string    `json:"url,omitempty"`
+	Port      int       `json:"port,omitempty"`
+	ExitCode  *int      `json:"exit_code,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Entry is a project's registry entry.
+type Entry struct {
+	Namespace string                 `json:"namespace"`
+	Name      string                 `json:"name"`
+	SandboxID string                 `json:"sandbox_id"`
+	Provider  string                 `json:"provider"`
+	Status    string                 `json:"status"`
+	Error     string                 `json:"error"`
+	Servers   map[string]ServerState `json:"servers"`
+	LastEvent *tasks.Event           `json:"last_event"`
+	LastUsed  time.Time              `json:"last_used"`
+	CreatedAt time.Time              `json:"created_at"`
+	UpdatedAt time.Time              `json:"updated_at"`
+	Watcher   string                 `json:"watcher"`
+}
+
+// Project returns the entry's project.
+func (e Entry) Project() tasks.Project {
+	return tasks.Project{Namespace: e.Namespace, Name: e.Name}
+}
+
+// StoreOptions configures a Store.
+type StoreOptions struct {
+	// MaxLen is the approximate cap of each project's stream (XADD MAXLEN
+	// ~). Default DefaultMaxLen.
+	MaxLen int64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store reads and writes the registry and appends events. It is safe for
+// concurrent use.
+type Store struct {
+	rdb    redis.UniversalClient
+	maxLen int64
+	now    func() time.Time
+}
+
+// NewStore returns a Store over rdb.
+func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
+	s := &Store{rdb: rdb, maxLen: opts.MaxLen, now: opts.Now}
+	if s.maxLen <= 0 {
+		s.maxLen = DefaultMaxLen
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// Redis returns the client the store uses.
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+// The scripts below touch only keys of one project (one hash tag), so they
+// run on one cluster slot. The published copy of an event is built in the
+// script from the stored JSON (which starts with `{` and has no id) and the
+// entry id, so the stream and the channels see events in the same order.
+
+// emit is shared by the scripts: append ARGV event JSON to KEYS[2], publish
+// it with its id, record it as last_event. Returns the id.
+const luaEmit = `
+local function emit(json, now, maxlen, ch, allch)
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'event', json)
+  local pub = '{"id":"' .. id .. '",' .. string.sub(json, 2)
+  redis.call('HSET', KEYS[1], 'last_event', pub, 'updated_at', now)
+  redis.call('PUBLISH', ch, pub)
+  redis.call('PUBLISH', allch, pub)
+  return id
+end
+local function fill(json, sid)
+  local i, j = string.find(json, '"sandbox_id":""', 1, true)
+  if not i then return json end
+  return string.sub(json, 1, i - 1) .. '"sandbox_id":' .. cjson.encode(sid) .. string.sub(json, j + 1)
+end
+`
+
+// upsertScript: KEYS registry, stream; ARGV ns, name, sandbox id, provider,
+// now ms, created JSON, ready JSON, maxlen, channel, all channel.
+var upsertScript = redis.NewScript(luaEmit + `
+local cur = redis.call('HMGET', KEYS[1], 'sandbox_id', 'status')
+local now = ARGV[5]
+if cur[1] ~= ARGV[3] then
+  redis.call('HSET', KEYS[1], 'namespace', ARGV[1], 'name', ARGV[2], 'sandbox_id', ARGV[3],
+    'provider', ARGV[4], 'status', 'ready', 'error', '', 'servers', '{}',
+    'created_at', now, 'last_used', now, 'updated_at', now)
+  redis.call('HDEL', KEYS[1], 'seen')
+  return {emit(ARGV[6], now, ARGV[8], ARGV[9], ARGV[10]), ARGV[3]}
+end
+redis.call('HSET', KEYS[1], 'last_used', now)
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'provider', ARGV[4]) end
+if cur[2] ~= 'ready' then
+  redis.call('HSET', KEYS[1], 'status', 'ready', 'error', '')
+  return {emit(ARGV[7], now, ARGV[8], ARGV[9], ARGV[10]), ARGV[3]}
+end
+return false
+`)
+
+// serverScript: KEYS registry, stream; ARGV sandbox id ("" = current),
+// slug, observed state JSON, observed ms (0 = unknown), event JSON, now ms,
+// maxlen, channel, all channel.
+// Returns 0 absent, 1 no transition, or {entry id, sandbox id}.
+var serverScript = redis.NewScript(luaEmit + `
+local h = redis.call('HMGET', KEYS[1], 'sandbox_id', 'status', 'servers', 'seen')
+if not h[1] then return 0 end
+if ARGV[1] ~= '' and h[1] ~= ARGV[1] then return 1 end
+if h[2] == 'destroyed' then return 1 end
+local slug = ARGV[2]
+local servers = {}
+if h[3] and h[3] ~= '' then servers = cjson.decode(h[3]) end
+local seen = {}
+if h[4] and h[4] ~= '' then seen = cjson.decode(h[4]) end
+local obs = cjson.decode(ARGV[3])
+local obsms = tonumber(ARGV[4])
+local cur = servers[slug]
+local function s(v)
+  if v == nil or v == cjson.null then return '' end
+  return tostring(v)
+end
+local function absent(v, f)
+  if v == nil or v == cjson.null then return true end
+  return f ~= 'exit_code' and (v == '' or v == 0)
+end
+local rank = {installing = 0, starting = 1, restarting = 1, running = 2, ready = 3, stopped = 4, failed = 4}
+local last = tonumber(seen[slug] or 0)
+if cur and obsms > 0 and last > 0 then
+  if obsms < last then return 1 end
+  if obsms == last and (rank[obs.status] or 2) < (rank[cur.status] or 2) then return 1 end
+end
+local function noteSeen()
+  if obsms > last then
+    seen[slug] = obsms
+    redis.call('HSET', KEYS[1], 'seen', cjson.encode(seen))
+  end
+end
+if cur and s(cur.status) == s(obs.status) then
+  local changed, filled = false, false
+  for _, f in ipairs({'url', 'port', 'exit_code', 'error'}) do
+    if absent(obs[f], f) then
+      obs[f] = cur[f]
+    elseif absent(cur[f], f) then
+      filled = true
+    elseif s(cur[f]) ~= s(obs[f]) and f ~= 'error' then
+      changed = true
+    end
+  end
+  if not changed then
+    if filled then
+      obs.updated_at = cur.updated_at
+      servers[slug] = obs
+      redis.call('HSET', KEYS[1], 'servers', cjson.encode(servers))
+    end
+    noteSeen()
+    return 1
+  end
+end
+servers[slug] = obs
+redis.call('HSET', KEYS[1], 'servers', cjson.encode(servers))
+noteSeen()
+local json = ARGV[5]
+if ARGV[1] == '' then json = fill(json, h[1]) end
+return {emit(json, ARGV[6], ARGV[7], ARGV[8], ARGV[9]), h[1]}
+`)
+
+// sandboxScript: KEYS registry, stream; ARGV sandbox id ("" = current),
+// status, error, event JSON, now ms, maxlen, channel, all channel.
+var sandboxScript = redis.NewScript(luaEmit + `
+local h = redis.call('HMGET', KEYS[1], 'sandbox_id', 'status')
+if not h[1] then return 0 end
+if ARGV[1] ~= '' and h[1] ~= ARGV[1] then return 1 end
+if h[2] == ARGV[2] then return 1 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', ARGV[3])
+local json = ARGV[4]
+if ARGV[1] == '' then json = fill(json, h[1]) end
+return {emit(json, ARGV[5], ARGV[6], ARGV[7], ARGV[8]), h[1]}
+`)
+
+// touchScript: KEYS registry; ARGV now ms. Returns 1 if the entry exists.
+var touchScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'last_used', ARGV[1])
+return 1
+`)
+
+func checkProject(p tasks.Project) (tasks.Project, error) {
+	p = p.Normalize()
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("events: invalid project: %w", err)
+	}
+	return p, nil
+}
+
+// eventJSON encodes e without its id: the stream form.
+func eventJSON(e tasks.Event) (string, error) {
+	e.ID = ""
+	b, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	const prefix = `{"id":"",`
+	if !strings.HasPrefix(string(b), prefix) {
+		return "", fmt.Errorf("events: unexpected event encoding")
+	}
+	return "{" + string(b[len(prefix):]), nil
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// finish turns a script reply (0 absent, 1 no transition, {entry id,
+// sandbox id}) into the emitted event or nil.
+func finish(res any, e tasks.Event, p tasks.Project) (*tasks.Event, error) {
+	switch v := res.(type) {
+	case int64:
+		if v == 0 {
+			return nil, fmt.Errorf("events: %s/%s: %w", p.Namespace, p.Name, ErrNotFound)
+		}
+		return nil, nil
+	case []any:
+		if len(v) == 2 {
+			id, _ := v[0].(string)
+			sid, _ := v[1].(string)
+			e.ID, e.SandboxID = id, sid
+			return &e, nil
+		}
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("events: unexpected script reply %v", res)
+}
+
+func runScript(ctx context.Context, rdb redis.UniversalClient, sc *redis.Script, keys []string, args ...any) (any, error) {
+	res, err := sc.Run(ctx, rdb, keys, args...).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return res, err
+}
+
+// Upsert records that project p has sandbox sandboxID (status "ready"),
+// sets last_used and adds p to the index. A sandbox id new for the project
+// (first sandbox, or a replacement) resets the servers and emits
+// sandbox.status_changed{created}; the same id whose status was not
+// "ready" emits sandbox.status_changed{ready}.
+func (s *Store) Upsert(ctx context.Context, p tasks.Project, sandboxID, provider string) error {
+	p, err := checkProject(p)
+	if err != nil {
+		return err
+	}
+	if sandboxID == "" {
+		return errors.New("events: upsert: empty sandbox id")
+	}
+	now := s.now()
+	base := tasks.Event{Type: tasks.EventSandboxStatusChanged, Namespace: p.Namespace, Name: p.Name, SandboxID: sandboxID, Timestamp: now.UTC()}
+	created, ready := base, base
+	created.Status = tasks.SandboxCreated
+	ready.Status = tasks.SandboxReady
+	cj, err := eventJSON(created)
+	if err != nil {
+		return err
+	}
+	rj, err := eventJSON(ready)
+	if err != nil {
+		return err
+	}
+	_, err = runScript(ctx, s.rdb, upsertScript, []string{tasks.RegistryKey(p), tasks.EventsKey(p)},
+		p.Namespace, p.Name, sandboxID, provider, ms(now), cj, rj, s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel)
+	if err != nil {
+		return fmt.Errorf("events: upsert %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if err := s.rdb.ZAdd(ctx, tasks.RegistryIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: tasks.IndexMember(p)}).Err(); err != nil {
+		return fmt.Errorf("events: index %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return nil
+}
+
+// Touch sets the project's last_used (and index score) to now. It returns
+// ErrNotFound if the project has no entry.
+func (s *Store) Touch(ctx context.Context, p tasks.Project) error {
+	p, err := checkProject(p)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	n, err := touchScript.Run(ctx, s.rdb, []string{tasks.RegistryKey(p)}, ms(now)).Int()
+	if err != nil {
+		return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, ErrNotFound)
+	}
+	if err := s.rdb.ZAdd(ctx, tasks.RegistryIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: tasks.IndexMember(p)}).Err(); err != nil {
+		return fmt.Errorf("events: index %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return nil
+}
+
+// ServerStatus folds an observation of server slug into the registry. If
+// it is a real transition (another status, or the same status with a
+// different url, port or exit code than the one recorded) it appends one
+// event to the stream, publishes it and returns it; otherwise it returns
+// (nil, nil). The compare and the
+// write are one Lua script, so two sources reporting the same transition
+// produce one event.
+//
+// st.UpdatedAt is when the source says the state began (the daemon's
+// updated_at, the events service's timestamp), zero if unknown (then the
+// store's clock is recorded). The registry keeps, per server, the newest
+// such time seen; an observation older than it (to the millisecond), or of
+// the same millisecond but earlier in the lifecycle (installing < starting,
+// restarting < running < ready < stopped, failed), is stale and ignored, so
+// a poll answer overtaken by a signal cannot move a server back. For the
+// same status, a field the observation leaves out keeps its recorded value,
+// and a field recorded as unknown that the observation fills in (an events
+// service line first, the poll with every field after) is folded in
+// without an event: it is the same transition, better known.
+//
+// sandboxID "" means the project's current sandbox; an observation of
+// another sandbox than the current one, or of a destroyed sandbox, is
+// ignored (nil, nil). ErrNotFound if the project has no entry.
+func (s *Store) ServerStatus(ctx context.Context, p tasks.Project, sandboxID, slug string, st ServerState) (*tasks.Event, error) {
+	p, err := checkProject(p)
+	if err != nil {
+		return nil, err
+	}
+	if slug == "" {
+		return nil, errors.New("events: server status: empty server name")
+	}
+	if st.Status == "" {
+		return nil, fmt.Errorf("events: server status of %q: empty status", slug)
+	}
+	if st.Port < 0 || st.Port > 65535 {
+		return nil, fmt.Errorf("events: server status of %q: port %d out of range", slug, st.Port)
+	}
+	now := s.now()
+	var obsMS int64
+	if st.UpdatedAt.IsZero() {
+		st.UpdatedAt = now
+	} else {
+		obsMS = st.UpdatedAt.UnixMilli()
+	}
+	st.UpdatedAt = st.UpdatedAt.UTC()
+	sj, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	e := tasks.Event{
+		Type: tasks.EventServerStatusChanged, Namespace: p.Namespace, Name: p.Name, SandboxID: sandboxID,
+		Timestamp: now.UTC(), ServerName: slug, Status: st.Status, URL: st.URL, Port: st.Port,
+		ExitCode: st.ExitCode, Error: st.Error,
+	}
+	ej, err := eventJSON(e)
+	if err != nil {
+		return nil, err
+	}
+	res, err := runScript(ctx, s.rdb, serverScript, []string{tasks.RegistryKey(p), tasks.EventsKey(p)},
+		sandboxID, slug, string(sj), obsMS, ej, ms(now), s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel)
+	if err != nil {
+		return nil, fmt.Errorf("events: server status %s/%s %s: %w", p.Namespace, p.Name, slug, err)
+	}
+	return finish(res, e, p)
+}
+
+// SandboxStatus folds the sandbox's status (created|ready|destroyed|error)
+// and error message into the registry; a change of status appends,
+// publishes and returns one event, the same status returns (nil, nil).
+// sandboxID "" means the current sandbox; another id than the current one
+// is ignored. ErrNotFound if the project has no entry.
+func (s *Store) SandboxStatus(ctx context.Context, p tasks.Project, sandboxID, status, errMsg string) (*tasks.Event, error) {
+	p, err := checkProject(p)
+	if err != nil {
+		return nil, err
+	}
+	switch status {
+	case tasks.SandboxCreated, tasks.SandboxReady, tasks.SandboxDestroyed, tasks.SandboxError:
+	default:
+		return nil, fmt.Errorf("events: sandbox status %q is not one of created, ready, destroyed, error", status)
+	}
+	now := s.now()
+	e := tasks.Event{
+		Type: tasks.EventSandboxStatusChanged, Namespace: p.Namespace, Name: p.Name, SandboxID: sandboxID,
+		Timestamp: now.UTC(), Status: status, Error: errMsg,
+	}
+	ej, err := eventJSON(e)
+	if err != nil {
+		return nil, err
+	}
+	res, err := runScript(ctx, s.rdb, sandboxScript, []string{tasks.RegistryKey(p), tasks.EventsKey(p)},
+		sandboxID, status, errMsg, ej, ms(now), s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel)
+	if err != nil {
+		return nil, fmt.Errorf("events: sandbox status %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return finish(res, e, p)
+}
+
+// Get returns the project's entry, or ErrNotFound. Watcher is the current
+// holder of the project's watcher lease.
+func (s *Store) Get(ctx context.Context, p tasks.Project) (*Entry, error) {
+	p, err := checkProject(p)
+	if err != nil {
+		return nil, err
+	}
+	var h *redis.MapStringStringCmd
+	var w *redis.StringCmd
+	_, err = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		h = pl.HGetAll(ctx, tasks.RegistryKey(p))
+		w = pl.Get(ctx, tasks.WatcherKey(p))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("events: get %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	m := h.Val()
+	if len(m) == 0 {
+		return nil, fmt.Errorf("events: %s/%s: %w", p.Namespace, p.Name, ErrNotFound)
+	}
+	e, err := parseEntry(m)
+	if err != nil {
+		return nil, fmt.Errorf("events: entry of %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	e.Watcher = w.Val()
+	return e, nil
+}
+
+func parseMillis(v string) time.Time {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+func parseEntry(m map[string]string) (*Entry, error) {
+	e := &Entry{
+		Namespace: m[FieldNamespace], Name: m[FieldName], SandboxID: m[FieldSandboxID],
+		Provider: m[FieldProvider], Status: m[FieldStatus], Error: m[FieldError],
+		LastUsed: parseMillis(m[FieldLastUsed]), CreatedAt: parseMillis(m[FieldCreatedAt]),
+		UpdatedAt: parseMillis(m[FieldUpdatedAt]), Watcher: m[FieldWatcher],
+		Servers: map[string]ServerState{},
+	}
+	if v := m[FieldServers]; v != "" && v != "{}" {
+		if err := json.Unmarshal([]byte(v), &e.Servers); err != nil {
+			return nil, fmt.Errorf("field servers: %w", err)
+		}
+	}
+	if v := m[FieldLastEvent]; v != "" {
+		var ev tasks.Event
+		if err := json.Unmarshal([]byte(v), &ev); err != nil {
+			return nil, fmt.Errorf("field last_event: %w", err)
+		}
+		e.LastEvent = &ev
+	}
+	return e, nil
+}
+
+// ListOptions selects registry entries.
+type ListOptions struct {
+	// Namespace keeps only that namespace's entries ("" = all).
+	Namespace string
+	// Status keeps only entries with that status ("" = all).
+	Status string
+	// Cursor is the next value of a previous page ("" = first page).
+	Cursor string
+	// Limit is the page size: default 50, max 500.
+	Limit int
+	// IdleSince, if non-zero, keeps only entries last used before it.
+	IdleSince time.Time
+}
+
+// Limits of ListOptions.Limit.
+const (
+	DefaultListLimit = 50
+	MaxListLimit     = 500
+)
+
+// ProjectOfMember parses a member of tasks.RegistryIndexKey.
+func ProjectOfMember(member string) (tasks.Project, error) {
+	ns, name, ok := strings.Cut(member, "/")
+	if !ok || ns == "" || name == "" {
+		return tasks.Project{}, fmt.Errorf("events: index member %q is not <namespace>/<name>", member)
+	}
+	ns = strings.NewReplacer("%2F", "/", "%25", "%").Replace(ns)
+	p := tasks.Project{Namespace: ns, Name: name}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("events: index member %q: %w", member, err)
+	}
+	return p, nil
+}
+
+func encodeCursor(score int64, member string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(score, 10) + ":" + member))
+}
+
+func decodeCursor(c string) (int64, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, "", errors.New("events: invalid list cursor")
+	}
+	sc, member, ok := strings.Cut(string(b), ":")
+	n, err := strconv.ParseInt(sc, 10, 64)
+	if !ok || err != nil || member == "" {
+		return 0, "", errors.New("events: invalid list cursor")
+	}
+	return n, member, nil
+}
+
+// List returns registry entries, most recently used first, one page at a
+// time: next is the cursor of the following page, "" after the last.
+// Entries whose last_used changes while a caller pages may be seen twice
+// or not at all; index members without a hash are skipped.
+func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error) {
+	if o.Limit <= 0 {
+		o.Limit = DefaultListLimit
+	}
+	if o.Limit > MaxListLimit {
+		return nil, "", fmt.Errorf("events: list limit %d is above %d", o.Limit, MaxListLimit)
+	}
+	prefix := ""
+	if o.Namespace != "" {
+		np := tasks.Project{Namespace: o.Namespace, Name: "x"}
+		if err := np.Validate(); err != nil {
+			return nil, "", fmt.Errorf("events: list: %w", err)
+		}
+		m := tasks.IndexMember(np)
+		prefix = m[:len(m)-1]
+	}
+	maxScore := "+inf"
+	if !o.IdleSince.IsZero() {
+		maxScore = "(" + strconv.FormatInt(o.IdleSince.UnixMilli(), 10)
+	}
+	var afterScore int64
+	var afterMember string
+	if o.Cursor != "" {
+		var err error
+		afterScore, afterMember, err = decodeCursor(o.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		if o.IdleSince.IsZero() || afterScore < o.IdleSince.UnixMilli() {
+			maxScore = strconv.FormatInt(afterScore, 10)
+		}
+	}
+	batch := int64(o.Limit * 2)
+	if batch < 100 {
+		batch = 100
+	}
+	var out []Entry
+	var offset int64
+	for {
+		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, tasks.RegistryIndexKey, &redis.ZRangeBy{
+			Max: maxScore, Min: "-inf", Offset: offset, Count: batch,
+		}).Result()
+		if err != nil {
+			return nil, "", fmt.Errorf("events: list: %w", err)
+		}
+		offset += int64(len(zs))
+		type cand struct {
+			p      tasks.Project
+			score  int64
+			member string
+		}
+		var cands []cand
+		for _, z := range zs {
+			member, _ := z.Member.(string)
+			score := int64(z.Score)
+			if o.Cursor != "" && (score > afterScore || (score == afterScore && member >= afterMember)) {
+				continue
+			}
+			if prefix != "" && !strings.HasPrefix(member, prefix) {
+				continue
+			}
+			p, err := ProjectOfMember(member)
+			if err != nil {
+				continue
+			}
+			cands = append(cands, cand{p, score, member})
+		}
+		if len(cands) > 0 {
+			hs := make([]*redis.MapStringStringCmd, len(cands))
+			ws := make([]*redis.StringCmd, len(cands))
+			_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+				for i, c := range cands {
+					hs[i] = pl.HGetAll(ctx, tasks.RegistryKey(c.p))
+					ws[i] = pl.Get(ctx, tasks.WatcherKey(c.p))
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return nil, "", fmt.Errorf("events: list: %w", err)
+			}
+			for i, c := range cands {
+				m := hs[i].Val()
+				if len(m) == 0 {
+					continue
+				}
+				e, err := parseEntry(m)
+				if err != nil {
+					continue
+				}
+				if o.Status != "" && e.Status != o.Status {
+					continue
+				}
+				e.Watcher = ws[i].Val()
+				out = append(out, *e)
+				if len(out) == o.Limit {
+					return out, encodeCursor(c.score, c.member), nil
+				}
+			}
+		}
+		if int64(len(zs)) < batch {
+			return out, "", nil
+		}
+	}
+}
+
+// Remove drops the project's registry entry and index member (its event
+// stream is kept until it is trimmed or expires).
+func (s *Store) Remove(ctx context.Context, p tasks.Project) error {
+	p, err := checkProject(p)
+	if err != nil {
+		return err
+	}
+	if err := s.rdb.Del(ctx, tasks.RegistryKey(p)).Err(); err != nil {
+		return fmt.Errorf("events: remove %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if err := s.rdb.ZRem(ctx, tasks.RegistryIndexKey, tasks.IndexMember(p)).Err(); err != nil {
+		return fmt.Errorf("events: remove %s/%s from index: %w", p.Namespace, p.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// ErrSandboxDestroyed is returned by WaitServer when the sandbox was
+// destroyed while waiting.
+var ErrSandboxDestroyed = errors.New("events: sandbox destroyed")
+
+// waitBlock bounds one blocking read of WaitServer, and so how long a
+// cancelled wait can take to notice.
+const waitBlock = time.Second
+
+// StateOf is the server state an event of server.status_changed reports.
+func StateOf(ev tasks.Event) ServerState {
+	return ServerState{Status: ev.Status, URL: ev.URL, Port: ev.Port, ExitCode: ev.ExitCode, Error: ev.Error, UpdatedAt: ev.Timestamp}
+}
+
+// WaitServer reads p's event stream after fromID (take it with
+// tasks.LastEventID before acting, so no transition caused by the action
+// is missed) until a server.status_changed event of slug satisfies until,
+// and returns that state and the event's id. until sees every transition
+// of slug in order, so it may record progress. A sandbox destroyed meanwhile
+// ends the wait with ErrSandboxDestroyed; ctx bounds it.
+//
+// It reads the stream only: a server already in the wanted state before
+// fromID produces no event, so callers check the state they got from the
+// daemon (or Store.Get) first.
+func WaitServer(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, slug, fromID string, until func(ServerState) bool) (ServerState, string, error) {
+	p, err := checkProject(p)
+	if err != nil {
+		return ServerState{}, "", err
+	}
+	if slug == "" || until == nil {
+		return ServerState{}, "", errors.New("events: WaitServer needs a server name and an until function")
+	}
+	last := fromID
+	if last == "" {
+		last = "0"
+	}
+	for {
+		// Blocking reads are not interrupted by ctx, so each is short and
+		// ends by ctx's deadline.
+		block := waitBlock
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			if left <= 0 {
+				return ServerState{}, last, ctx.Err()
+			}
+			block = min(block, max(left, time.Millisecond))
+		}
+		evs, err := tasks.ReadEvents(ctx, rdb, p, last, 100, block)
+		if ctx.Err() != nil {
+			return ServerState{}, last, ctx.Err()
+		}
+		if err != nil {
+			return ServerState{}, last, fmt.Errorf("events: wait for server %q: %w", slug, err)
+		}
+		for _, ev := range evs {
+			last = ev.ID
+			switch {
+			case ev.Type == tasks.EventServerStatusChanged && ev.ServerName == slug:
+				if st := StateOf(ev); until(st) {
+					return st, ev.ID, nil
+				}
+			case ev.Type == tasks.EventSandboxStatusChanged && ev.Status == tasks.SandboxDestroyed:
+				return ServerState{}, ev.ID, ErrSandboxDestroyed
+			}
+		}
+	}
+}

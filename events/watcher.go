@@ -1,0 +1,454 @@
+package events
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/tasks"
+)
+
+// watcher follows one sandbox for its Manager. Its run goroutine owns the
+// polling and every write to the store; the WebSocket and events-service
+// goroutines of the current session only hand it signals and
+// observations.
+type watcher struct {
+	m      *Manager
+	p      tasks.Project
+	member string
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	kick   chan struct{} // poll now
+	refind chan struct{} // the daemon refused us: find the sandbox again
+
+	mu         sync.Mutex
+	servers    map[string]serverSeen // last known status per slug
+	fastUntil  time.Time
+	lines      []lineEvent // from the events service, not yet applied
+	needCheck  bool        // re-read the registry entry before the next poll
+	needWait   bool        // re-read the waiting key before the next poll
+	lastSignal time.Time   // arrival of the newest daemon signal (metrics)
+}
+
+type serverSeen struct {
+	status string
+	since  time.Time
+}
+
+// lineEvent is one event of the events service.
+type lineEvent struct {
+	server  *observation
+	sandbox *sandboxObservation
+}
+
+type observation struct {
+	slug     string
+	st       ServerState
+	fromLine bool
+}
+
+type sandboxObservation struct{ status, err string }
+
+func newWatcher(m *Manager, parent context.Context, p tasks.Project) *watcher {
+	ctx, cancel := context.WithCancel(parent)
+	return &watcher{
+		m: m, p: p, member: tasks.IndexMember(p), ctx: ctx, cancel: cancel,
+		done:    make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		refind:  make(chan struct{}, 1),
+		servers: map[string]serverSeen{},
+	}
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// resync makes the watcher poll at once (after a claim or a reconnect).
+func (w *watcher) resync() { notify(w.kick) }
+
+// expedite is a nudge that someone waits: re-read the waiting key, poll.
+func (w *watcher) expedite() {
+	w.mu.Lock()
+	w.needWait = true
+	w.mu.Unlock()
+	notify(w.kick)
+}
+
+// signal records a daemon signal and polls at once.
+func (w *watcher) signal() {
+	w.mu.Lock()
+	w.lastSignal = time.Now()
+	w.mu.Unlock()
+	notify(w.kick)
+}
+
+// external takes in an event appended by anyone (pub/sub): it keeps the
+// polling pace informed and makes a destroyed sandbox checked at once.
+func (w *watcher) external(ev tasks.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch ev.Type {
+	case tasks.EventServerStatusChanged:
+		w.noteLocked(ev.ServerName, ev.Status, time.Now())
+	case tasks.EventSandboxStatusChanged:
+		if ev.Status == tasks.SandboxDestroyed || ev.Status == tasks.SandboxCreated {
+			w.needCheck = true
+			notify(w.kick)
+		}
+	}
+}
+
+func (w *watcher) noteLocked(slug, status string, now time.Time) {
+	if slug == "" {
+		return
+	}
+	if cur, ok := w.servers[slug]; ok && cur.status == status {
+		return
+	}
+	w.servers[slug] = serverSeen{status: status, since: now}
+}
+
+func (w *watcher) addLine(le lineEvent) {
+	w.mu.Lock()
+	w.lines = append(w.lines, le)
+	w.mu.Unlock()
+	notify(w.kick)
+}
+
+// run is the watcher's goroutine.
+func (w *watcher) run() {
+	defer close(w.done)
+	defer w.cancel()
+	var sess *session
+	defer func() {
+		if sess != nil {
+			sess.stop()
+		}
+	}()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	failures := 0
+	refinds := 0 // sessions ended by a refusal since the last good poll
+	lastCheck := time.Now()
+	for w.ctx.Err() == nil {
+		if sess == nil {
+			if refinds > 0 && !sleepCtx(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, refinds-1)) {
+				return
+			}
+			sb, id := w.resolve()
+			if sb == nil {
+				return
+			}
+			select { // a refusal seen by the session just ended is stale
+			case <-w.refind:
+			default:
+			}
+			sess = w.startSession(sb, id)
+			lastCheck = time.Now()
+			w.mu.Lock()
+			w.needWait = true
+			w.mu.Unlock()
+			notify(w.kick) // resync by polling first
+		}
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.refind:
+			sess.stop()
+			sess = nil
+			refinds++
+			continue
+		case <-timer.C:
+		case <-w.kick:
+		}
+		w.mu.Lock()
+		check, wait := w.needCheck || time.Since(lastCheck) >= w.m.cfg.SlowPoll, w.needWait
+		w.needCheck, w.needWait = false, false
+		w.mu.Unlock()
+		if check {
+			lastCheck = time.Now()
+			switch w.checkEntry(sess.sandboxID) {
+			case entryGone:
+				return
+			case entryReplaced:
+				sess.stop()
+				sess = nil
+				continue
+			}
+		}
+		if wait {
+			w.readWaiting()
+		}
+		ok, stop := w.poll(sess)
+		if stop {
+			return
+		}
+		var next time.Duration
+		if ok {
+			failures, refinds = 0, 0
+			next = w.interval(time.Now())
+		} else {
+			next = min(backoffDelay(w.m.cfg.FastPoll, w.m.cfg.SlowPoll, failures), w.m.cfg.SlowPoll)
+			failures++
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// resolve reads the registry entry and finds the sandbox at the gateway,
+// retrying transient failures. It returns nil when the watcher should end
+// (entry gone, sandbox destroyed or missing, ctx done).
+func (w *watcher) resolve() (*gateway.Sandbox, string) {
+	log := w.m.log.With("project", w.member)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !sleepCtx(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, attempt-1)) {
+			return nil, ""
+		}
+		e, err := w.m.store.Get(w.ctx, w.p)
+		if errors.Is(err, ErrNotFound) {
+			w.m.stopAsync(w.p, true)
+			return nil, ""
+		}
+		if err != nil {
+			if w.ctx.Err() == nil {
+				log.Warn("read registry entry", "err", err)
+			}
+			continue
+		}
+		if e.Status == tasks.SandboxDestroyed {
+			w.m.stopAsync(w.p, true)
+			return nil, ""
+		}
+		if !w.m.acquire(w.ctx) {
+			return nil, ""
+		}
+		sb, err := w.m.cfg.Gateway.Find(w.ctx, w.p.Namespace, w.p.Name)
+		w.m.releaseSlot()
+		if err != nil {
+			if w.ctx.Err() == nil {
+				log.Warn("find sandbox", "err", err)
+			}
+			continue
+		}
+		if sb == nil {
+			ev, err := w.m.store.SandboxStatus(w.ctx, w.p, e.SandboxID, tasks.SandboxDestroyed, "sandbox no longer exists at the gateway")
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				log.Warn("record missing sandbox", "err", err)
+				continue
+			}
+			w.m.emitted(ev)
+			w.m.stopAsync(w.p, true)
+			return nil, ""
+		}
+		if sb.SandboxID != e.SandboxID {
+			// The gateway is the source of truth: the project has a new sandbox.
+			if err := w.m.store.Upsert(w.ctx, w.p, sb.SandboxID, sb.Provider); err != nil {
+				log.Warn("record replaced sandbox", "err", err)
+				continue
+			}
+		}
+		return sb, sb.SandboxID
+	}
+}
+
+type entryState int
+
+const (
+	entryLive entryState = iota
+	entryGone
+	entryReplaced
+)
+
+// checkEntry re-reads the registry: a destroyed or removed entry ends the
+// watcher (and releases its lease), another sandbox id starts a new
+// session.
+func (w *watcher) checkEntry(sandboxID string) entryState {
+	e, err := w.m.store.Get(w.ctx, w.p)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		w.m.stopAsync(w.p, true)
+		return entryGone
+	case err != nil:
+		return entryLive
+	case e.Status == tasks.SandboxDestroyed:
+		w.m.stopAsync(w.p, true)
+		return entryGone
+	case e.SandboxID != sandboxID:
+		return entryReplaced
+	}
+	return entryLive
+}
+
+// readWaiting sets fast polling for as long as the waiting key lives.
+func (w *watcher) readWaiting() {
+	ttl, err := w.m.rdb.PTTL(w.ctx, tasks.WaitingKey(w.p)).Result()
+	if err != nil || ttl <= 0 {
+		return
+	}
+	w.mu.Lock()
+	if until := time.Now().Add(ttl); until.After(w.fastUntil) {
+		w.fastUntil = until
+	}
+	w.mu.Unlock()
+}
+
+// interval is the time to the next poll: FastPoll while someone waits or a
+// server is on its way somewhere, SlowPoll (jittered) otherwise.
+func (w *watcher) interval(now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if now.Before(w.fastUntil) {
+		return w.m.cfg.FastPoll
+	}
+	for _, s := range w.servers {
+		switch s.status {
+		case ServerInstalling, ServerStarting, ServerRestarting:
+			return w.m.cfg.FastPoll
+		case ServerRunning:
+			if now.Sub(s.since) < w.m.cfg.SettleAfter {
+				return w.m.cfg.FastPoll
+			}
+		}
+	}
+	return jitter(w.m.cfg.SlowPoll, 0.1)
+}
+
+// poll lists the servers and folds what it saw, together with the events
+// service's pending lines, into the store. ok is false when the daemon
+// could not be asked; stop is true when the watcher must end.
+func (w *watcher) poll(sess *session) (ok, stop bool) {
+	w.mu.Lock()
+	lines := w.lines
+	w.lines = nil
+	w.mu.Unlock()
+
+	var infos []gateway.ServerInfo
+	var err error
+	if w.m.acquire(w.ctx) {
+		infos, err = sess.daemon.ListServers(w.ctx)
+		w.m.releaseSlot()
+	} else {
+		return false, true
+	}
+	if err != nil {
+		if w.ctx.Err() != nil {
+			return false, true
+		}
+		if refused(err) {
+			notify(w.refind)
+		} else {
+			w.m.log.Debug("poll servers", "project", w.member, "err", err)
+		}
+	}
+	polled := err == nil
+	now := time.Now()
+
+	var obs []observation
+	seen := map[string]string{}
+	if polled {
+		for _, in := range infos {
+			if in.Slug == "" || in.Status == "" {
+				continue
+			}
+			seen[in.Slug] = in.Status
+			obs = append(obs, observation{slug: in.Slug, st: ServerState{
+				Status: in.Status, URL: in.URL, Port: in.Port, ExitCode: in.ExitCode,
+				Error: in.Error, UpdatedAt: in.UpdatedAt,
+			}})
+		}
+		// A server that is no longer listed was deleted: it is stopped.
+		w.mu.Lock()
+		for slug, s := range w.servers {
+			if _, ok := seen[slug]; !ok && s.status != ServerStopped && s.status != ServerFailed {
+				obs = append(obs, observation{slug: slug, st: ServerState{Status: ServerStopped}})
+			}
+		}
+		w.mu.Unlock()
+	}
+	var sandboxes []sandboxObservation
+	for _, le := range lines {
+		switch {
+		case le.sandbox != nil:
+			sandboxes = append(sandboxes, *le.sandbox)
+		case le.server != nil:
+			// The poll, made after the line arrived, says the same with
+			// every field: keep the poll's.
+			if polled && seen[le.server.slug] == le.server.st.Status {
+				continue
+			}
+			obs = append(obs, *le.server)
+		}
+	}
+	// Oldest first; at equal times the line (which can only be the
+	// earlier state) first, and unknown times last.
+	slices.SortStableFunc(obs, func(a, b observation) int {
+		at, bt := a.st.UpdatedAt, b.st.UpdatedAt
+		switch {
+		case at.IsZero() != bt.IsZero():
+			if at.IsZero() {
+				return 1
+			}
+			return -1
+		case !at.Equal(bt):
+			return at.Compare(bt)
+		case a.fromLine != b.fromLine:
+			if a.fromLine {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.slug, b.slug)
+	})
+	for _, o := range obs {
+		ev, err := w.m.store.ServerStatus(w.ctx, w.p, sess.sandboxID, o.slug, o.st)
+		if errors.Is(err, ErrNotFound) {
+			w.m.stopAsync(w.p, true)
+			return false, true
+		}
+		if err != nil {
+			if w.ctx.Err() != nil {
+				return false, true
+			}
+			w.m.log.Warn("record server status", "project", w.member, "server", o.slug, "err", err)
+			return false, false
+		}
+		w.m.emitted(ev)
+		w.mu.Lock()
+		w.noteLocked(o.slug, o.st.Status, now)
+		w.mu.Unlock()
+	}
+	for _, s := range sandboxes {
+		ev, err := w.m.store.SandboxStatus(w.ctx, w.p, sess.sandboxID, s.status, s.err)
+		if err != nil && w.ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
+			w.m.log.Warn("record sandbox status", "project", w.member, "err", err)
+		}
+		w.m.emitted(ev)
+		if s.status == tasks.SandboxDestroyed {
+			w.m.stopAsync(w.p, true)
+			return false, true
+		}
+	}
+	return polled, false
+}
+
+// refused reports a daemon answer that means our sandbox record is stale:
+// the token is refused or the sandbox is unknown.
+func refused(err error) bool {
+	return errors.Is(err, gateway.ErrUnauthorized) || errors.Is(err, gateway.ErrForbidden) || errors.Is(err, gateway.ErrNotFound)
+}
