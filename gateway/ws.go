@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -76,12 +77,27 @@ func (d *Daemon) DialWS(ctx context.Context) (*websocket.Conn, error) {
 	return nil, &transportError{op: op, method: http.MethodGet, url: safeURL, err: err}
 }
 
+const (
+	wsReadBufferSize  = 1024
+	wsWriteBufferSize = 1024
+)
+
+var wsWriteBufferPool = &sync.Pool{}
+
 // newWSDialer builds the dialer template for DialWS: the same proxy, TLS
 // settings and dial function as the HTTP client when its transport is an
 // *http.Transport. It goes through Transport.Clone, which waits for the
 // transport's lazy TLS set-up instead of racing with it.
 func newWSDialer(hc *http.Client) *websocket.Dialer {
-	d := &websocket.Dialer{Proxy: http.ProxyFromEnvironment}
+	d := &websocket.Dialer{
+		Proxy: http.ProxyFromEnvironment,
+		// A watcher holds one connection per sandbox, mostly idle, with
+		// small JSON messages: small read buffers and write buffers shared
+		// between writes keep thousands of connections cheap.
+		ReadBufferSize:  wsReadBufferSize,
+		WriteBufferSize: wsWriteBufferSize,
+		WriteBufferPool: wsWriteBufferPool,
+	}
 	rt := hc.Transport
 	if rt == nil {
 		rt = http.DefaultTransport
