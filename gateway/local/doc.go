@@ -78,6 +78,44 @@
 //     out.
 //   - status "creating" is never returned: creation is a mkdir.
 //
+// # What the official client showed
+//
+// The conformance test (conformance_test.go) drives this provider with the
+// official JavaScript client, npm computesdk@2.5.4, through
+// compute.setConfig({gatewayUrl, …}) and the Sandbox it returns. Where the
+// client and computesdk-protocol.md differ, the client won:
+//
+//   - compute.setConfig checks the provider name against its own list and
+//     insists on that provider's credentials, which it then sends as
+//     X-Provider and, e.g., X-E2B-API-Key (§1.2). The provider accepts and
+//     ignores both; the test configures "e2b" with a dummy key.
+//   - Only the plural gateway paths (/v1/sandboxes…) are used by 2.5.4;
+//     the singular ones (gw-v0) are served for the original integration and
+//     sandboxq's own client.
+//   - The daemon WebSocket defaults to protocol=binary. On Node 20 (no
+//     global WebSocket) the client still reads the global WebSocket.OPEN
+//     even when a WebSocket class is passed in the config, so the test sets
+//     globalThis.WebSocket; and its binary decoder reads buf.buffer without
+//     byteOffset (§3.3 quirk 3), so the test's ws class asks for
+//     ArrayBuffers (binaryType "arraybuffer"). Signals then arrive as
+//     binary KV frames and decode correctly.
+//   - SignalService drops "type" from port signals; only signal, port, url
+//     and message reach handlers.
+//   - readFile uses the v2 path encoding (/files//app/a.txt, §2.5), which
+//     http.ServeMux would clean and redirect; routing reads the escaped path.
+//   - Sandbox.getUrl derives a preview host from the sandbox URL's first
+//     DNS label ("<subdomain>-<port>.preview…", §6); for a loopback sandbox
+//     URL that is meaningless. Use ServerInfo.url, which is a loopback URL
+//     that reaches the server.
+//   - filesystem.exists and filesystem.mkdir run shell commands (test -e,
+//     mkdir -p) rather than file endpoints; commands here run on the host,
+//     so they see host paths. file.exists (HEAD /files/…) is confined.
+//   - runCommand with a timeout option switches to background:true plus a
+//     terminal wait, which this provider answers with a clear 400.
+//   - Every 2xx is parsed as JSON, DELETE /v1/sandboxes/{id} included
+//     (§1.4), and a 404 from the gateway reads as "not found" without its
+//     body.
+//
 // # Decisions
 //
 //   - find miss: 200 {"success":true,"data":null}; unknown id on GET,
