@@ -59,57 +59,75 @@ func (h *Handlers) startServer(ctx context.Context, owner string, p tasks.Server
 		MaxRestarts:   p.MaxRestarts,
 		HealthCheck:   p.HealthCheck,
 	}
-	var (
-		res    *ServerResult
-		daemon *gateway.Daemon
-	)
-	lctx, release, err := h.lock(ctx, p.Project, owner)
-	if err != nil {
-		return nil, err
-	}
-	fromID, err := h.streamPosition(lctx, p.Project)
-	if err != nil {
-		release()
-		return nil, err
-	}
-	err = h.withSandbox(lctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d *gateway.Daemon) error {
-		daemon = d
-		cur, err := d.GetServer(lctx, p.Slug)
+	w := serverWait{wait: p.ShouldWait(), waitFor: p.WaitFor, timeout: time.Duration(p.WaitTimeoutMS) * time.Millisecond}
+	return h.actThenWait(ctx, owner, p.Project, boolOr(p.Ensure, true), w, progress, func(ctx context.Context, d *gateway.Daemon) (*ServerResult, error) {
+		cur, err := d.GetServer(ctx, p.Slug)
 		switch {
 		case errors.Is(err, gateway.ErrNotFound):
 			cur = nil
 		case err != nil:
-			return err
+			return nil, err
 		}
 		if cur != nil && up(cur.Status) && sameServer(cur, opts) {
-			res = serverResult(cur, "unchanged")
-			return nil
+			return serverResult(cur, "unchanged"), nil
 		}
 		action := "started"
 		if cur != nil {
 			// A different server under this slug, or the same one stopped
 			// or failed: replace it with the requested configuration.
-			if err := d.DeleteServer(lctx, p.Slug); err != nil && !errors.Is(err, gateway.ErrNotFound) {
-				return err
+			if err := d.DeleteServer(ctx, p.Slug); err != nil && !errors.Is(err, gateway.ErrNotFound) {
+				return nil, err
 			}
 			action = "restarted"
 		}
-		s, err := d.StartServer(lctx, opts)
+		s, err := d.StartServer(ctx, opts)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		res = serverResult(s, action)
-		return nil
+		return serverResult(s, action), nil
+	})
+}
+
+// serverWait says whether and how long a task waits for its server.
+type serverWait struct {
+	wait    bool
+	waitFor string
+	timeout time.Duration
+}
+
+// actThenWait runs act on the project's daemon under the project lease,
+// releases the lease, and then, if asked, waits for the server act returned
+// (DESIGN.md §4.3: the lease covers the mutation, not the waiting).
+func (h *Handlers) actThenWait(ctx context.Context, owner string, p tasks.Project, create bool, w serverWait, progress func(*ServerResult),
+	act func(context.Context, *gateway.Daemon) (*ServerResult, error)) (*ServerResult, error) {
+	lctx, release, err := h.lock(ctx, p, owner)
+	if err != nil {
+		return nil, err
+	}
+	fromID, err := h.streamPosition(lctx, p)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	var (
+		res    *ServerResult
+		daemon *gateway.Daemon
+	)
+	err = h.withSandbox(lctx, p, create, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+		daemon = d
+		var err error
+		res, err = act(lctx, d)
+		return err
 	})
 	release()
 	if err != nil {
 		return nil, err
 	}
-	if !p.ShouldWait() {
+	if !w.wait {
 		return res, nil
 	}
 	progress(res)
-	return h.waitServer(ctx, p.Project, daemon, res, fromID, p.WaitFor, time.Duration(p.WaitTimeoutMS)*time.Millisecond, progress)
+	return h.waitServer(ctx, p, daemon, res, fromID, w.waitFor, w.timeout, progress)
 }
 
 // streamPosition is the id of the project's newest event, taken before a
@@ -180,37 +198,14 @@ func (h *Handlers) serverRestart(ctx context.Context, t *Task[tasks.ServerRestar
 }
 
 func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.ServerRestart, progress func(*ServerResult)) (*ServerResult, error) {
-	lctx, release, err := h.lock(ctx, p.Project, owner)
-	if err != nil {
-		return nil, err
-	}
-	fromID, err := h.streamPosition(lctx, p.Project)
-	if err != nil {
-		release()
-		return nil, err
-	}
-	var (
-		res    *ServerResult
-		daemon *gateway.Daemon
-	)
-	err = h.withSandbox(lctx, p.Project, false, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
-		daemon = d
-		s, err := d.RestartServer(lctx, p.Slug)
+	w := serverWait{wait: p.ShouldWait(), waitFor: p.WaitFor, timeout: time.Duration(p.WaitTimeoutMS) * time.Millisecond}
+	return h.actThenWait(ctx, owner, p.Project, false, w, progress, func(ctx context.Context, d *gateway.Daemon) (*ServerResult, error) {
+		s, err := d.RestartServer(ctx, p.Slug)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		res = serverResult(s, "restarted")
-		return nil
+		return serverResult(s, "restarted"), nil
 	})
-	release()
-	if err != nil {
-		return nil, err
-	}
-	if !p.ShouldWait() {
-		return res, nil
-	}
-	progress(res)
-	return h.waitServer(ctx, p.Project, daemon, res, fromID, p.WaitFor, time.Duration(p.WaitTimeoutMS)*time.Millisecond, progress)
 }
 
 // waitServer waits until the server reaches the status the task waits for
