@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sandboxq/sandboxq/internal/secret"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 )
 
 func TestCheckListen(t *testing.T) {
@@ -71,7 +72,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 // token, and that the token never reaches the logs.
 func TestAuth(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	b := setup(t, func(o *Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

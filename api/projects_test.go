@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -217,7 +218,7 @@ func TestEventsResume(t *testing.T) {
 		got = append(got, e.id)
 	}
 	s1.close() // forced disconnect
-	eventually(t, "the stream to end on disconnect", 10*time.Second, func() bool { return b.api.streams.Load() == 0 })
+	testutil.Eventually(t, "the stream to end on disconnect", 10*time.Second, func() bool { return b.api.streams.Load() == 0 })
 
 	for i := range 3 {
 		all = append(all, appendEvent(t, b.rdb, p, fmt.Sprintf("t%d", i), i%2 == 0))
@@ -240,8 +241,8 @@ func TestEventsResume(t *testing.T) {
 		t.Fatalf("received %q, want %q", got, all)
 	}
 	s2.close()
-	eventually(t, "the stream to end", 10*time.Second, func() bool { return b.api.streams.Load() == 0 })
-	eventually(t, "the hub to drop its subscriptions", 10*time.Second, func() bool {
+	testutil.Eventually(t, "the stream to end", 10*time.Second, func() bool { return b.api.streams.Load() == 0 })
+	testutil.Eventually(t, "the hub to drop its subscriptions", 10*time.Second, func() bool {
 		b.api.hub.mu.Lock()
 		defer b.api.hub.mu.Unlock()
 		return len(b.api.hub.subs) == 0 && b.api.hub.ps == nil

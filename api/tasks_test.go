@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -178,7 +179,7 @@ func TestLongPollLatency(t *testing.T) {
 			got <- answer{st, at, err}
 		}()
 		// Let the long poll start before the task completes.
-		eventually(t, "the long poll to start", 10*time.Second, func() bool { return b.api.streams.Load() == 1 })
+		testutil.Eventually(t, "the long poll to start", 10*time.Second, func() bool { return b.api.streams.Load() == 1 })
 		close(r.release)
 		var returned time.Time
 		select {
@@ -203,7 +204,7 @@ func TestLongPollLatency(t *testing.T) {
 			t.Fatalf("answer came %v after completion: the wait ran out instead", d)
 		}
 		lat = append(lat, d)
-		eventually(t, "the long poll to end", 10*time.Second, func() bool { return b.api.streams.Load() == 0 })
+		testutil.Eventually(t, "the long poll to end", 10*time.Second, func() bool { return b.api.streams.Load() == 0 })
 	}
 	slices.Sort(lat)
 	t.Logf("long-poll answer after completion over %d runs: min %v, median %v, max %v", rounds, lat[0], lat[len(lat)/2], lat[len(lat)-1])

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/dashboard"
 	"github.com/sandboxq/sandboxq/internal/secret"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/maintenance"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -396,7 +397,7 @@ func TestSchedulesShowInAsynqmon(t *testing.T) {
 		}
 	})
 	var got []string
-	eventually(t, "scheduler entries in Asynqmon", 15*time.Second, func() bool {
+	testutil.Eventually(t, "scheduler entries in Asynqmon", 15*time.Second, func() bool {
 		var r struct {
 			Entries []struct {
 				TaskType    string   `json:"task_type"`

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -115,18 +114,6 @@ func bearer(token string) func(*http.Request) {
 
 func testAuth() dashboard.Auth {
 	return dashboard.Auth{Username: "ops", Password: secret.New("s3cret-pass"), BearerToken: secret.New("tok-123456")}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func mustContain(t *testing.T, what, s string, subs ...string) {

@@ -160,18 +160,6 @@ func enqueue(t *testing.T, redisURL string, args ...string) (int, map[string]any
 	return code, out
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // processesWith returns the pids whose command line contains marker.
 func processesWith(marker string) []int {
 	entries, _ := os.ReadDir("/proc")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -143,7 +144,7 @@ func TestSIGTERMLosesNoTask(t *testing.T) {
 		all = append(all, e)
 	}
 	a := startWorker(t, env)
-	eventually(t, "tasks to complete and others to run", 60*time.Second, func() bool {
+	testutil.Eventually(t, "tasks to complete and others to run", 60*time.Second, func() bool {
 		q, err := insp.GetQueueInfo(tasks.QueueDefault)
 		return err == nil && q.Completed >= 5 && q.Active > 0
 	})

@@ -127,18 +127,6 @@ func (b *testBundle) mustFail(t *testing.T, e *tasks.Enqueued, err error) *tasks
 	return tf
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // storeAt is a Store whose clock says at.
 func (b *testBundle) storeAt(at time.Time) *events.Store {
 	return events.NewStore(b.rdb, events.StoreOptions{Now: func() time.Time { return at }})

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/handlers"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/maintenance"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -82,7 +83,7 @@ func TestCleanupDestroysIdleSandboxesOnly(t *testing.T) {
 		t.Fatalf("sandbox %s still exists after cleanup", idleSB.SandboxID)
 	}
 	for _, pid := range idlePIDs {
-		eventually(t, "process of the destroyed sandbox to exit", 10*time.Second, func() bool {
+		testutil.Eventually(t, "process of the destroyed sandbox to exit", 10*time.Second, func() bool {
 			return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 		})
 	}

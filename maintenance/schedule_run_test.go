@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/maintenance"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -126,7 +127,7 @@ func TestThreeSchedulersEnqueueEachSlotOnce(t *testing.T) {
 	// Both schedules of all three schedulers are registered where
 	// Asynqmon's Schedulers page reads them.
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	eventually(t, "six scheduler entries", 10*time.Second, func() bool {
+	testutil.Eventually(t, "six scheduler entries", 10*time.Second, func() bool {
 		entries, err := insp.SchedulerEntries()
 		if err != nil || len(entries) != 6 {
 			return false
@@ -140,7 +141,7 @@ func TestThreeSchedulersEnqueueEachSlotOnce(t *testing.T) {
 		}
 		return n[tasks.TypeMaintenanceCleanup] == 3 && n[tasks.TypeMaintenanceReconcile] == 3
 	})
-	eventually(t, "ten slots of each type enqueued", 40*time.Second, func() bool {
+	testutil.Eventually(t, "ten slots of each type enqueued", 40*time.Second, func() bool {
 		return len(log.enqueuedSlots(tasks.TypeMaintenanceCleanup)) >= 10 &&
 			len(log.enqueuedSlots(tasks.TypeMaintenanceReconcile)) >= 10
 	})
@@ -193,7 +194,7 @@ func TestThreeSchedulersEnqueueEachSlotOnce(t *testing.T) {
 		}
 		// Every run was enqueued by a slot (a run still pending when the
 		// next slot starts is replaced, so there may be fewer).
-		eventually(t, typ+" runs", 10*time.Second, func() bool { return runs.count(typ) >= 10 })
+		testutil.Eventually(t, typ+" runs", 10*time.Second, func() bool { return runs.count(typ) >= 10 })
 		if got := runs.count(typ); got > enqueued {
 			t.Errorf("%s: %d runs for %d enqueues", typ, got, enqueued)
 		}
@@ -239,7 +240,7 @@ func TestScheduledFailureDoesNotBlockLaterSlots(t *testing.T) {
 	stop := startSchedulers(t, db, 1, maintenance.SchedulerConfig{
 		CleanupSpec: "@every 1s", ReconcileSpec: maintenance.Off, Logger: b.logger,
 	}, &log)
-	eventually(t, "a failed run followed by two good ones", 20*time.Second, func() bool {
+	testutil.Eventually(t, "a failed run followed by two good ones", 20*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(outcomes) >= 3
@@ -302,7 +303,7 @@ func TestActiveRunSkipsSlotsWithoutOverlap(t *testing.T) {
 	// While the first run is active, two more slots pass without an
 	// enqueue.
 	firstSlot := int64(0)
-	eventually(t, "two slots skipped", 20*time.Second, func() bool {
+	testutil.Eventually(t, "two slots skipped", 20*time.Second, func() bool {
 		skipped := map[int64]bool{}
 		for _, f := range log.snapshot() {
 			switch {

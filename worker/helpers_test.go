@@ -169,18 +169,6 @@ func (b *testBundle) ok(e *tasks.Enqueued, err error) *tasks.Enqueued {
 	return e
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func proj(name string) tasks.Project { return tasks.Project{Namespace: "test", Name: name} }
 
 func ptr[T any](v T) *T { return &v }

@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/handlers"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 	"github.com/sandboxq/sandboxq/worker"
 )
@@ -364,7 +365,7 @@ func TestWorkflowRunsInOrderAndResumes(t *testing.T) {
 	// Worker A runs the workflow until it is inside the second step, then
 	// shuts down with a short timeout: asynq hands the task back.
 	stopA := b.startWorker(t, func(c *worker.Config) { c.ShutdownTimeout = 100 * time.Millisecond })
-	eventually(t, "the second step to start", 30*time.Second, func() bool {
+	testutil.Eventually(t, "the second step to start", 30*time.Second, func() bool {
 		for _, o := range b.obs.snapshot() {
 			if strings.HasSuffix(o.Path, "/run/command") {
 				return true
@@ -409,7 +410,7 @@ func TestCancelActiveTask(t *testing.T) {
 	b.startWorker(t, nil)
 	ctx := t.Context()
 	e := b.ok(b.client.RunCommand(ctx, tasks.CommandRun{Project: proj("cancel"), Command: "sleep 60"}))
-	eventually(t, "the task to be active", 30*time.Second, func() bool {
+	testutil.Eventually(t, "the task to be active", 30*time.Second, func() bool {
 		st, err := b.client.Status(ctx, e.Queue, e.ID)
 		return err == nil && st.State == tasks.StateActive
 	})
@@ -438,7 +439,7 @@ func TestShutdownLosesNoTask(t *testing.T) {
 		all = append(all, b.ok(e, err))
 	}
 	stopA := b.startWorker(t, func(c *worker.Config) { c.ShutdownTimeout = 200 * time.Millisecond })
-	eventually(t, "some tasks to complete", 30*time.Second, func() bool {
+	testutil.Eventually(t, "some tasks to complete", 30*time.Second, func() bool {
 		n := 0
 		for _, e := range all {
 			if st, err := b.client.Status(ctx, e.Queue, e.ID); err == nil && st.State == tasks.StateCompleted {

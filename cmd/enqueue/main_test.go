@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sandboxq/sandboxq/internal/asynqlog"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -24,30 +23,11 @@ func TestMain(m *testing.M) {
 	redistest.Main(m)
 }
 
-// syncBuf is a bytes.Buffer that the CLI writes and a test (or a handler
-// goroutine) reads at the same time.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // cli is one invocation of run.
 type cli struct {
-	redisURL string   // REDIS_URL in the environment ("" = unset)
-	stdin    string   // standard input
-	stderr   *syncBuf // optional: a buffer the test watches while run runs
+	redisURL string               // REDIS_URL in the environment ("" = unset)
+	stdin    string               // standard input
+	stderr   *testutil.SyncBuffer // optional: a buffer the test watches while run runs
 }
 
 type cliResult struct {
@@ -58,10 +38,10 @@ type cliResult struct {
 func (c cli) run(t *testing.T, args ...string) cliResult {
 	t.Helper()
 	env := map[string]string{"REDIS_URL": c.redisURL}
-	var stdout syncBuf
+	var stdout testutil.SyncBuffer
 	stderr := c.stderr
 	if stderr == nil {
-		stderr = &syncBuf{}
+		stderr = &testutil.SyncBuffer{}
 	}
 	code := run(t.Context(), args, func(k string) string { return env[k] }, strings.NewReader(c.stdin), &stdout, stderr)
 	r := cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -146,7 +147,7 @@ func TestWaitTimeout(t *testing.T) {
 func TestWaitProgress(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	stderr := &syncBuf{}
+	stderr := &testutil.SyncBuffer{}
 	startWorker(t, db, func(ctx context.Context, task *asynq.Task) error {
 		w := task.ResultWriter()
 		if _, err := w.Write([]byte(`{"slug":"web","status":"installing"}`)); err != nil {

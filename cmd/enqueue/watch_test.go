@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -67,7 +68,7 @@ func TestWatchFollows(t *testing.T) {
 	rdb := db.Client(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr syncBuf
+	var stdout, stderr testutil.SyncBuffer
 	env := map[string]string{"REDIS_URL": db.URL()}
 	done := make(chan int, 1)
 	go func() {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,28 +16,11 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestStartupErrors(t *testing.T) {
 	t.Parallel()
@@ -77,7 +59,7 @@ func TestStartupErrors(t *testing.T) {
 func TestRunProcessesTasks(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
@@ -164,7 +146,7 @@ func TestDevRedisUsesARunningRedis(t *testing.T) {
 func TestDevRedisStartsAnEmbeddedOne(t *testing.T) {
 	t.Parallel()
 	addr := "127.0.0.1:" + closedPort(t)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	rdb, desc, closeFn, err := devRedis(t.Context(), addr, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
