@@ -19,6 +19,7 @@ import (
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/asynqlog"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -35,15 +36,7 @@ type worker struct {
 func (b *testBundle) startWorker(t *testing.T, reg prometheus.Registerer, extra func(*asynq.ServeMux)) *worker {
 	t.Helper()
 	m := handlers.NewMetrics(reg)
-	lp, err := local.Start(local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lp.Close() })
-	gw, err := gateway.NewClient(lp.URL(), gateway.WithAPIKey(lp.APIKey()), gateway.WithObserver(m.GatewayObserver()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lp, gw := testutil.Provider(t, local.Options{}, gateway.WithObserver(m.GatewayObserver()))
 	h, err := handlers.New(handlers.Config{Gateway: gw, Redis: b.rdb, Logger: b.logger, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/asynqlog"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -35,15 +36,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	lp, err := local.Start(local.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lp.Close() })
-	gw, err := gateway.NewClient(lp.URL(), gateway.WithAPIKey(lp.APIKey()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lp, gw := testutil.Provider(t, local.Options{})
 	rdb := redistest.New(t).Client(t)
 	return &testBundle{
 		lp: lp, gw: gw, rdb: rdb,

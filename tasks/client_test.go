@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -416,7 +417,7 @@ func TestWaitForResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "flaky task in retry", func() bool {
+	testutil.Eventually(t, "flaky task in retry", 15*time.Second, func() bool {
 		st, err := b.client.Status(ctx, flaky.Queue, flaky.ID)
 		return err == nil && st.State == tasks.StateRetry && st.LastError == "transient trouble"
 	})

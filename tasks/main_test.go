@@ -59,22 +59,6 @@ func (b *bundle) serve(t *testing.T, mux *asynq.ServeMux) {
 	t.Cleanup(srv.Shutdown)
 }
 
-// eventually polls cond until it holds or 15 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 // waitCtx is a context for a Wait or Cancel call with a generous deadline.
 func waitCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)

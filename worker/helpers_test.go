@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 	"github.com/sandboxq/sandboxq/worker"
 )
@@ -56,15 +57,7 @@ type testBundle struct {
 func setup(t testing.TB) *testBundle {
 	t.Helper()
 	obs := &observations{}
-	lp, err := local.Start(local.Options{Observe: obs.add})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lp.Close() })
-	gw, err := gateway.NewClient(lp.URL(), gateway.WithAPIKey(lp.APIKey()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lp, gw := testutil.Provider(t, local.Options{Observe: obs.add})
 	rdb := redistest.New(t).Client(t)
 	return &testBundle{
 		lp: lp, gw: gw, rdb: rdb,

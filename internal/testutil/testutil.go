@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/gateway/local"
 )
 
 // SyncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
@@ -43,4 +46,25 @@ func Eventually(tb testing.TB, what string, timeout time.Duration, cond func() b
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Provider starts a local provider for the test (closed when it ends) and
+// returns it with a gateway client authenticated to it. gwOpts are added to
+// the client's options.
+func Provider(tb testing.TB, opts local.Options, gwOpts ...gateway.Option) (*local.Provider, *gateway.Client) {
+	tb.Helper()
+	lp, err := local.Start(opts)
+	if err != nil {
+		tb.Fatalf("start local provider: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := lp.Close(); err != nil {
+			tb.Errorf("close local provider: %v", err)
+		}
+	})
+	gw, err := gateway.NewClient(lp.URL(), append([]gateway.Option{gateway.WithAPIKey(lp.APIKey())}, gwOpts...)...)
+	if err != nil {
+		tb.Fatalf("gateway client: %v", err)
+	}
+	return lp, gw
 }
