@@ -260,6 +260,11 @@ func (h *Handlers) withSandbox(ctx context.Context, p tasks.Project, create bool
 	if fresh == nil {
 		return Permanent(errNoSandbox)
 	}
+	if create {
+		if err := h.record(ctx, p, fresh); err != nil {
+			return err
+		}
+	}
 	if fresh.SandboxID == sb.SandboxID && fresh.Token == sb.Token {
 		return classify(err)
 	}

@@ -300,6 +300,9 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.D
 				return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
 			case !errors.Is(err, context.DeadlineExceeded):
 				h.log.WarnContext(ctx, "read events while waiting for a server", "slug", res.Slug, "err", err)
+				if !pause(wctx, h.cfg.PollInterval) {
+					continue // the deadline checks above end the wait
+				}
 			}
 		} else {
 			select {
@@ -321,10 +324,24 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.D
 		case wctx.Err() != nil:
 			return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
 		case gateway.IsRetryable(err):
-			// A blip while waiting is not a reason to give up.
+			// A blip while waiting is not a reason to give up, but it is a
+			// reason to slow down before asking again.
+			pause(wctx, h.cfg.PollInterval)
 		default:
 			return finish(classify(err))
 		}
+	}
+}
+
+// pause waits d or until ctx is done, and reports whether it waited d.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -303,9 +303,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.InfoContext(ctx, "worker started", "concurrency", w.cfg.Concurrency, "queues", w.cfg.Queues,
 		"watchers", !w.cfg.Watchers.Disabled, "http", w.Addr())
 
-	// Services other than the task processor stop when ctx is done; the
-	// cancellation checker outlives ctx until the server has shut down, so
-	// tasks still running during the shutdown can still be cancelled.
+	// The HTTP server and the schedule stop when ctx is done; the
+	// cancellation checker and the watchers outlive it until the task
+	// processor has shut down, so tasks still running during the shutdown
+	// can still be cancelled and still see their servers' events.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	var errs []error
@@ -315,12 +316,17 @@ func (w *Worker) Run(ctx context.Context) error {
 			mu.Lock()
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			mu.Unlock()
+			// /readyz says so: the process goes on processing tasks, but
+			// without this service it is not what it should be.
+			w.running.Store(false)
 			w.log.ErrorContext(ctx, "service stopped", "service", name, "err", err)
 		}
 	}
 	wg.Go(func() { w.cancellation.Run(bg) })
 	if w.manager != nil {
-		wg.Go(func() { fail("watchers", w.manager.Run(ctx)) })
+		// Watchers too outlive ctx until running tasks are done: a
+		// server:start still waiting during the shutdown needs their events.
+		wg.Go(func() { fail("watchers", w.manager.Run(bg)) })
 	}
 	if w.scheduler != nil {
 		wg.Go(func() { fail("scheduler", w.scheduler.Run(ctx)) })

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	}
 	closers = append(closers, closeRedis)
 
-	gwURL, apiKey, gwDesc := cfg.GatewayURL, cfg.APIKey, cfg.GatewayURL
+	gwURL, apiKey, gwDesc := cfg.GatewayURL, cfg.APIKey, redactURL(cfg.GatewayURL)
 	pathStyle := gateway.PathSingular
 	if cfg.GatewayPath == "plural" {
 		pathStyle = gateway.PathPlural
@@ -185,4 +186,14 @@ func dashboardURL(addr, path string) string {
 		return ""
 	}
 	return "http://" + addr + path + "/"
+}
+
+// redactURL drops credentials and the query from a URL for logging.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
