@@ -451,6 +451,21 @@ func (s *Store) SandboxStatus(ctx context.Context, p tasks.Project, sandboxID, s
 	return finish(res, e, p)
 }
 
+// state reads only the status and sandbox id of p's entry: what a watcher
+// checks every slow poll, so it costs one small HMGET rather than an Entry.
+func (s *Store) state(ctx context.Context, p tasks.Project) (status, sandboxID string, err error) {
+	vals, err := s.rdb.HMGet(ctx, tasks.RegistryKey(p), FieldStatus, FieldSandboxID).Result()
+	if err != nil {
+		return "", "", fmt.Errorf("events: get %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	st, _ := vals[0].(string)
+	id, _ := vals[1].(string)
+	if vals[0] == nil && vals[1] == nil {
+		return "", "", fmt.Errorf("events: %s/%s: %w", p.Namespace, p.Name, ErrNotFound)
+	}
+	return st, id, nil
+}
+
 // Get returns the project's entry, or ErrNotFound. Watcher is the current
 // holder of the project's watcher lease.
 func (s *Store) Get(ctx context.Context, p tasks.Project) (*Entry, error) {

@@ -279,17 +279,17 @@ const (
 // watcher (and releases its lease), another sandbox id starts a new
 // session.
 func (w *watcher) checkEntry(sandboxID string) entryState {
-	e, err := w.m.store.Get(w.ctx, w.p)
+	status, id, err := w.m.store.state(w.ctx, w.p)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		w.m.stopAsync(w.p, true)
 		return entryGone
 	case err != nil:
 		return entryLive
-	case e.Status == tasks.SandboxDestroyed:
+	case status == tasks.SandboxDestroyed:
 		w.m.stopAsync(w.p, true)
 		return entryGone
-	case e.SandboxID != sandboxID:
+	case id != sandboxID:
 		return entryReplaced
 	}
 	return entryLive
