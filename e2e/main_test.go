@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/redistest"
 )
 
@@ -184,11 +183,4 @@ func processesWith(marker string) []int {
 
 func ctxTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), d)
-}
-
-// projectMutation reports whether the provider saw a request that changes a
-// sandbox's files, env, commands or servers: what a task does under the
-// project lease. Gateway lookups and a watcher's signal subscription are not.
-func projectMutation(o local.Observation) bool {
-	return o.Mutating && o.SandboxID != "" && strings.HasPrefix(o.Path, "/s/") && !strings.Contains(o.Path, "/signals/")
 }

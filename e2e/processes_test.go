@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,30 +16,13 @@ import (
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
-type recorder struct {
-	mu  sync.Mutex
-	obs []local.Observation
-}
-
-func (r *recorder) add(o local.Observation) {
-	r.mu.Lock()
-	r.obs = append(r.obs, o)
-	r.mu.Unlock()
-}
-
-func (r *recorder) snapshot() []local.Observation {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]local.Observation(nil), r.obs...)
-}
-
 // provider starts a local provider in the test process and returns it with
 // the environment that points a worker at it.
-func provider(t *testing.T, db *redistest.DB, rec *recorder) (*local.Provider, map[string]string) {
+func provider(t *testing.T, db *redistest.DB, rec *testutil.Recorder) (*local.Provider, map[string]string) {
 	t.Helper()
 	opts := local.Options{}
 	if rec != nil {
-		opts.Observe = rec.add
+		opts.Observe = rec.Add
 	}
 	lp, err := local.Start(opts)
 	if err != nil {
@@ -64,7 +45,7 @@ func provider(t *testing.T, db *redistest.DB, rec *recorder) (*local.Provider, m
 func TestExclusionAcrossWorkerProcesses(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
-	rec := &recorder{}
+	rec := &testutil.Recorder{}
 	lp, env := provider(t, db, rec)
 	for i := 0; i < 3; i++ {
 		startWorker(t, env)
@@ -95,22 +76,8 @@ func TestExclusionAcrossWorkerProcesses(t *testing.T) {
 	}
 	waitAll(t, client, all)
 
-	bySandbox := map[string][]local.Observation{}
-	for _, o := range rec.snapshot() {
-		if projectMutation(o) {
-			bySandbox[o.SandboxID] = append(bySandbox[o.SandboxID], o)
-		}
-	}
-	if len(bySandbox) != 10 {
-		t.Fatalf("mutations on %d sandboxes, want 10", len(bySandbox))
-	}
-	for id, obs := range bySandbox {
-		sort.Slice(obs, func(i, j int) bool { return obs[i].Start.Before(obs[j].Start) })
-		for i := 1; i < len(obs); i++ {
-			if obs[i].Start.Before(obs[i-1].End) {
-				t.Fatalf("sandbox %s: %s %s overlapped %s %s", id, obs[i].Method, obs[i].Path, obs[i-1].Method, obs[i-1].Path)
-			}
-		}
+	if counts := testutil.NoOverlappingMutations(t, rec.Snapshot()); len(counts) != 10 {
+		t.Fatalf("mutations on %d sandboxes, want 10", len(counts))
 	}
 	for _, v := range lp.Sandboxes() {
 		data, err := os.ReadFile(filepath.Join(v.Dir, "log.txt"))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,39 +24,21 @@ import (
 
 func TestMain(m *testing.M) { redistest.Main(m) }
 
-// observations records what the local provider saw.
-type observations struct {
-	mu  sync.Mutex
-	all []local.Observation
-}
-
-func (o *observations) add(ob local.Observation) {
-	o.mu.Lock()
-	o.all = append(o.all, ob)
-	o.mu.Unlock()
-}
-
-func (o *observations) snapshot() []local.Observation {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]local.Observation(nil), o.all...)
-}
-
 type testBundle struct {
 	lp     *local.Provider
 	gw     *gateway.Client
 	rdb    redis.UniversalClient
 	client *tasks.Client
 	insp   *asynq.Inspector
-	obs    *observations
+	obs    *testutil.Recorder
 	logger *slog.Logger
 	t      testing.TB
 }
 
 func setup(t testing.TB) *testBundle {
 	t.Helper()
-	obs := &observations{}
-	lp, gw := testutil.Provider(t, local.Options{Observe: obs.add})
+	obs := &testutil.Recorder{}
+	lp, gw := testutil.Provider(t, local.Options{Observe: obs.Add})
 	rdb := redistest.New(t).Client(t)
 	return &testBundle{
 		lp: lp, gw: gw, rdb: rdb,
@@ -167,10 +148,3 @@ func proj(name string) tasks.Project { return tasks.Project{Namespace: "test", N
 func ptr[T any](v T) *T { return &v }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-// projectMutation reports whether the provider saw a request that changes a
-// sandbox's files, env, commands or servers: what a task does under the
-// project lease. Gateway lookups and a watcher's signal subscription are not.
-func projectMutation(o local.Observation) bool {
-	return o.Mutating && o.SandboxID != "" && strings.HasPrefix(o.Path, "/s/") && !strings.Contains(o.Path, "/signals/")
-}

@@ -198,25 +198,13 @@ func TestProjectExclusion(t *testing.T) {
 		b.mustSucceed(t, e, nil)
 	}
 	// Every mutation of a sandbox must end before the next one starts.
-	bySandbox := map[string][]local.Observation{}
-	for _, o := range b.obs.snapshot() {
-		if projectMutation(o) {
-			bySandbox[o.SandboxID] = append(bySandbox[o.SandboxID], o)
-		}
-	}
-	if len(bySandbox) != 10 {
-		t.Fatalf("mutations seen on %d sandboxes, want 10", len(bySandbox))
+	counts := testutil.NoOverlappingMutations(t, b.obs.Snapshot())
+	if len(counts) != 10 {
+		t.Fatalf("mutations seen on %d sandboxes, want 10", len(counts))
 	}
 	total := 0
-	for id, obs := range bySandbox {
-		sort.Slice(obs, func(i, j int) bool { return obs[i].Start.Before(obs[j].Start) })
-		for i := 1; i < len(obs); i++ {
-			if obs[i].Start.Before(obs[i-1].End) {
-				t.Fatalf("sandbox %s: %s %s started at %v before %s %s ended at %v", id,
-					obs[i].Method, obs[i].Path, obs[i].Start, obs[i-1].Method, obs[i-1].Path, obs[i-1].End)
-			}
-		}
-		total += len(obs)
+	for _, n := range counts {
+		total += n
 	}
 	if total < 300 {
 		t.Fatalf("only %d mutations observed for 300 tasks", total)
@@ -264,7 +252,7 @@ func TestRetriesUnderFaults(t *testing.T) {
 		retried += res.Retried
 	}
 	var injected503, injected429 int
-	for _, o := range b.obs.snapshot() {
+	for _, o := range b.obs.Snapshot() {
 		if o.Injected && o.Status == 503 {
 			injected503++
 		}
@@ -311,7 +299,7 @@ func TestRateLimitsAndBusyDoNotCount(t *testing.T) {
 		}
 	}
 	limited := 0
-	for _, o := range b.obs.snapshot() {
+	for _, o := range b.obs.Snapshot() {
 		if o.Injected && o.Status == 429 {
 			limited++
 		}
@@ -366,7 +354,7 @@ func TestWorkflowRunsInOrderAndResumes(t *testing.T) {
 	// shuts down with a short timeout: asynq hands the task back.
 	stopA := b.startWorker(t, func(c *worker.Config) { c.ShutdownTimeout = 100 * time.Millisecond })
 	testutil.Eventually(t, "the second step to start", 30*time.Second, func() bool {
-		for _, o := range b.obs.snapshot() {
+		for _, o := range b.obs.Snapshot() {
 			if strings.HasSuffix(o.Path, "/run/command") {
 				return true
 			}
@@ -394,7 +382,7 @@ func TestWorkflowRunsInOrderAndResumes(t *testing.T) {
 		t.Fatalf("server answered %q", body)
 	}
 	batches := 0
-	for _, o := range b.obs.snapshot() {
+	for _, o := range b.obs.Snapshot() {
 		if strings.HasSuffix(o.Path, "/files/batch") {
 			batches++
 		}

@@ -7,6 +7,8 @@ package testutil
 
 import (
 	"bytes"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,4 +69,57 @@ func Provider(tb testing.TB, opts local.Options, gwOpts ...gateway.Option) (*loc
 		tb.Fatalf("gateway client: %v", err)
 	}
 	return lp, gw
+}
+
+// Recorder collects what a local provider observed (use Add as
+// local.Options.Observe); safe for concurrent use.
+type Recorder struct {
+	mu  sync.Mutex
+	obs []local.Observation
+}
+
+// Add records one observation.
+func (r *Recorder) Add(o local.Observation) {
+	r.mu.Lock()
+	r.obs = append(r.obs, o)
+	r.mu.Unlock()
+}
+
+// Snapshot returns a copy of everything recorded so far.
+func (r *Recorder) Snapshot() []local.Observation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]local.Observation(nil), r.obs...)
+}
+
+// ProjectMutation reports whether the provider saw a request that changes a
+// sandbox's files, env, commands or servers: what a task does under the
+// project lease. Gateway lookups and a watcher's signal subscription are not.
+func ProjectMutation(o local.Observation) bool {
+	return o.Mutating && o.SandboxID != "" && strings.HasPrefix(o.Path, "/s/") && !strings.Contains(o.Path, "/signals/")
+}
+
+// NoOverlappingMutations fails the test if two project mutations of one
+// sandbox overlapped in time, and returns how many mutations each sandbox
+// saw.
+func NoOverlappingMutations(tb testing.TB, obs []local.Observation) map[string]int {
+	tb.Helper()
+	bySandbox := map[string][]local.Observation{}
+	for _, o := range obs {
+		if ProjectMutation(o) {
+			bySandbox[o.SandboxID] = append(bySandbox[o.SandboxID], o)
+		}
+	}
+	counts := make(map[string]int, len(bySandbox))
+	for id, list := range bySandbox {
+		sort.Slice(list, func(i, j int) bool { return list[i].Start.Before(list[j].Start) })
+		for i := 1; i < len(list); i++ {
+			if list[i].Start.Before(list[i-1].End) {
+				tb.Fatalf("sandbox %s: %s %s started at %v before %s %s ended at %v", id,
+					list[i].Method, list[i].Path, list[i].Start, list[i-1].Method, list[i-1].Path, list[i-1].End)
+			}
+		}
+		counts[id] = len(list)
+	}
+	return counts
 }
