@@ -218,6 +218,7 @@ func newClient(base *url.URL, opts []Option) (*Client, error) {
 			timeout:   DefaultTimeout,
 			userAgent: DefaultUserAgent,
 			logger:    slog.New(slog.DiscardHandler),
+			read:      defaultReadRetry(),
 		},
 		base:        base,
 		pollInitial: DefaultPollInitial,
@@ -261,6 +262,12 @@ func (c *Client) LogValue() slog.Value {
 
 // gatewayRequest performs one gateway call; on 2xx it returns the body.
 func (c *Client) gatewayRequest(ctx context.Context, op, method, rel string, body []byte) (*response, error) {
+	return c.gatewayCall(ctx, op, method, rel, body, false)
+}
+
+// gatewayCall is gatewayRequest; an idempotent call is retried inside the
+// call on a transport error, 502, 503 or 504 (WithReadRetry).
+func (c *Client) gatewayCall(ctx context.Context, op, method, rel string, body []byte, idempotent bool) (*response, error) {
 	if c == nil || c.t == nil || c.base == nil {
 		return nil, fmt.Errorf("gateway: %s: Client not built with NewClient", op)
 	}
@@ -274,13 +281,14 @@ func (c *Client) gatewayRequest(ctx context.Context, op, method, rel string, bod
 	if c.provider != "" {
 		h.Set("X-Provider", c.provider)
 	}
-	return c.t.do(ctx, &request{
-		op:      op,
-		method:  method,
-		url:     joinURL(c.base, rel, ""),
-		header:  h,
-		body:    body,
-		secrets: secrets,
+	return c.t.send(ctx, &request{
+		op:         op,
+		method:     method,
+		url:        joinURL(c.base, rel, ""),
+		header:     h,
+		body:       body,
+		secrets:    secrets,
+		idempotent: idempotent,
 	})
 }
 
@@ -338,6 +346,7 @@ type transport struct {
 	logger    *slog.Logger
 	observer  func(op string, status int, d time.Duration)
 	ws        *websocket.Dialer // template for DialWS, derived from hc
+	read      readRetry         // in-call retry of idempotent reads
 }
 
 type request struct {
@@ -347,12 +356,21 @@ type request struct {
 	body       []byte // nil: no body
 	timeout    time.Duration
 	secrets    []string // values to cut from server messages
+	idempotent bool     // an idempotent read: retried inside the call (retry.go)
 }
 
 type response struct {
 	status int
 	header http.Header
 	body   []byte
+}
+
+// send sends r, through doRead when it is an idempotent read.
+func (t *transport) send(ctx context.Context, r *request) (*response, error) {
+	if r.idempotent && t.read.retries > 0 {
+		return t.doRead(ctx, r)
+	}
+	return t.do(ctx, r)
 }
 
 // do sends one request. A 2xx answer comes back with its whole body;

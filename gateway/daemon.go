@@ -119,6 +119,7 @@ type daemonCall struct {
 	query   string // encoded
 	body    any    // nil: no body
 	timeout time.Duration
+	read    bool // an idempotent read, retried inside the call
 }
 
 // call performs c; on 2xx it returns the response.
@@ -142,14 +143,15 @@ func (d *Daemon) call(ctx context.Context, c daemonCall) (*response, error) {
 		h.Set("Authorization", "Bearer "+tok)
 		secrets = []string{tok}
 	}
-	return d.t.do(ctx, &request{
-		op:      op,
-		method:  c.method,
-		url:     joinURL(d.base, c.rel, c.query),
-		header:  h,
-		body:    body,
-		timeout: c.timeout,
-		secrets: secrets,
+	return d.t.send(ctx, &request{
+		op:         op,
+		method:     c.method,
+		url:        joinURL(d.base, c.rel, c.query),
+		header:     h,
+		body:       body,
+		timeout:    c.timeout,
+		secrets:    secrets,
+		idempotent: c.read,
 	})
 }
 
@@ -175,7 +177,7 @@ func (d *Daemon) callData(ctx context.Context, c daemonCall, out any) error {
 
 // Health calls GET /health (a bare object, no envelope).
 func (d *Daemon) Health(ctx context.Context) (*Health, error) {
-	resp, err := d.call(ctx, daemonCall{op: "health", method: http.MethodGet, rel: "health"})
+	resp, err := d.call(ctx, daemonCall{op: "health", method: http.MethodGet, rel: "health", read: true})
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +193,7 @@ func (d *Daemon) ListServers(ctx context.Context) ([]ServerInfo, error) {
 	var data struct {
 		Servers []ServerInfo `json:"servers"`
 	}
-	if err := d.callData(ctx, daemonCall{op: "list_servers", method: http.MethodGet, rel: "servers"}, &data); err != nil {
+	if err := d.callData(ctx, daemonCall{op: "list_servers", method: http.MethodGet, rel: "servers", read: true}, &data); err != nil {
 		return nil, err
 	}
 	return data.Servers, nil
@@ -216,7 +218,7 @@ func (d *Daemon) GetServer(ctx context.Context, slug string) (*ServerInfo, error
 	if err != nil {
 		return nil, err
 	}
-	return d.serverData(ctx, daemonCall{op: op, method: http.MethodGet, rel: rel})
+	return d.serverData(ctx, daemonCall{op: op, method: http.MethodGet, rel: rel, read: true})
 }
 
 // StopServer calls POST /servers/{slug}/stop; the server keeps its

@@ -10,9 +10,15 @@
 //
 // Decisions that are not obvious from the signatures:
 //
-//   - No hidden retries. A failed call returns at once; sandboxq retries
-//     whole tasks. The one exception is the documented "creating" poll:
-//     Find and FindOrCreate re-POST while the gateway answers status
+//   - Few, bounded retries. A failed mutation returns at once; sandboxq
+//     retries whole tasks. Idempotent reads — Find, FindOrCreate
+//     (idempotent by namespace and name), Daemon.GetServer, ListServers
+//     and Health — are sent up to 2 more times on a transport error, 502,
+//     503 or 504, after jittered waits (75–150 ms, then 150–300 ms), and
+//     never later than 2 s after the first request (WithReadRetry; DESIGN
+//     §5: under 30 % 503s one failed read used to cost a whole attempt).
+//     429, 500 and the caller's cancellation are never retried here.
+//     Find and FindOrCreate also re-POST while the gateway answers status
 //     "creating" (500 ms growing ×1.5 to 2 s, for at most 60 s by default;
 //     WithCreatingPoll) and then fail with ErrStillCreating.
 //   - Errors are classified for the caller. Non-2xx answers are *APIError

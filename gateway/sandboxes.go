@@ -104,7 +104,8 @@ func (c *Client) pollCreating(ctx context.Context, op, rel string, body []byte, 
 // null data or success false is a miss, (nil, nil); for find-or-create
 // they are errors.
 func (c *Client) postSandbox(ctx context.Context, op, rel string, body []byte, miss bool) (*Sandbox, error) {
-	resp, err := c.gatewayRequest(ctx, op, http.MethodPost, rel, body)
+	// Find and find-or-create are idempotent by (namespace, name).
+	resp, err := c.gatewayCall(ctx, op, http.MethodPost, rel, body, true)
 	if err != nil {
 		if miss && errors.Is(err, ErrNotFound) {
 			return nil, nil
