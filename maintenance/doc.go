@@ -21,8 +21,14 @@
 //     handed to Deps.Claim (the events Manager). Its result is counts.
 //
 // Both read the registry a page at a time. A project that cannot be
-// handled does not stop the run; the run then ends with an error (so it is
-// retried, and shows as failed) after writing its result.
+// handled does not stop the run. Cleanup then ends with an error (so it is
+// retried, and shows as failed) after writing its result. Reconcile
+// succeeds when it checked what it could: an entry it could not check for
+// a transient reason (a 503, a timeout, a Redis blip) is counted in the
+// result's "unchecked" and checked again by the next slot's run; one
+// unreachable entry of fifty must not archive every slot. Reconcile fails
+// only on a permanent gateway answer (401, 403, 400, …; archived at once)
+// or when it could check no entry at all (the gateway is down; retried).
 //
 // # One enqueue per schedule slot
 //

@@ -1,6 +1,7 @@
 package maintenance
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -250,9 +251,14 @@ type ReconcileResult struct {
 	Claimed int `json:"claimed"`
 	// ServersUpdated counts server status changes folded in for sandboxes
 	// nobody watches.
-	ServersUpdated int       `json:"servers_updated"`
-	Failures       []Failure `json:"failures,omitempty"`
-	Truncated      bool      `json:"truncated,omitempty"`
+	ServersUpdated int `json:"servers_updated"`
+	// Unchecked counts, of Checked, the entries that could not be checked
+	// for a transient reason (the gateway or Redis failed); they are left
+	// as they were and checked again by the next run. Their errors are in
+	// Failures, with those of permanent failures.
+	Unchecked int       `json:"unchecked"`
+	Failures  []Failure `json:"failures,omitempty"`
+	Truncated bool      `json:"truncated,omitempty"`
 }
 
 func (res *ReconcileResult) fail(p tasks.Project, err error) {
@@ -274,11 +280,16 @@ func (r *runner) reconcileTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-// reconcile compares every registry entry with the gateway.
+// reconcile compares every registry entry with the gateway. A run that
+// checked what it could succeeds: an entry that could not be checked for a
+// transient reason is counted in Unchecked and left to the next run. The
+// run fails when an entry met a permanent gateway error (archived at once:
+// a retry cannot help) or when no entry at all could be checked (the
+// gateway is down; the task retries).
 func (r *runner) reconcile(ctx context.Context) (*ReconcileResult, error) {
 	start := r.deps.Now()
 	res := &ReconcileResult{}
-	failedLookups := 0
+	var permanent error
 	cursor := ""
 	for {
 		entries, next, err := r.deps.Store.List(ctx, events.ListOptions{Cursor: cursor, Limit: pageSize})
@@ -290,8 +301,16 @@ func (r *runner) reconcile(ctx context.Context) (*ReconcileResult, error) {
 				return res, err
 			}
 			res.Checked++
-			if err := r.reconcileOne(ctx, e, start, res); err != nil {
-				failedLookups++
+			err := r.reconcileOne(ctx, e, start, res)
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				return res, ctx.Err()
+			case permanentGatewayError(err):
+				permanent = cmp.Or(permanent, fmt.Errorf("%s/%s: %w", e.Namespace, e.Name, err))
+				res.fail(e.Project(), err)
+			default:
+				res.Unchecked++
 				res.fail(e.Project(), err)
 			}
 		}
@@ -300,15 +319,25 @@ func (r *runner) reconcile(ctx context.Context) (*ReconcileResult, error) {
 		}
 		cursor = next
 	}
-	r.log.InfoContext(ctx, "reconcile done", "checked", res.Checked, "alive", res.Alive,
+	r.log.InfoContext(ctx, "reconcile done", "checked", res.Checked, "unchecked", res.Unchecked, "alive", res.Alive,
 		"marked_destroyed", res.MarkedDestroyed, "removed", res.Removed, "replaced", res.Replaced,
 		"revived", res.Revived, "claimed", res.Claimed, "failures", len(res.Failures), "duration", time.Since(start))
-	if failedLookups > 0 {
+	switch {
+	case permanent != nil:
+		return res, fmt.Errorf("reconcile: %w (%w)", permanent, asynq.SkipRetry)
+	case res.Unchecked > 0 && res.Unchecked == res.Checked:
 		f := res.Failures[0]
 		return res, fmt.Errorf("reconcile: %d of %d entries could not be checked; first: %s/%s: %s",
-			failedLookups, res.Checked, f.Namespace, f.Name, f.Error)
+			res.Unchecked, res.Checked, f.Namespace, f.Name, f.Error)
 	}
 	return res, nil
+}
+
+// permanentGatewayError reports whether err is a gateway answer that no
+// retry can change (400, 401, 403, …; DESIGN.md §5).
+func permanentGatewayError(err error) bool {
+	ae, ok := errors.AsType[*gateway.APIError](err)
+	return ok && !ae.Retryable()
 }
 
 // reconcileOne brings one entry in line with the gateway. Only a failed
