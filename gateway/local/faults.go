@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -15,6 +16,10 @@ const (
 	ScopeAll     = ""
 	ScopeGateway = "gateway"
 	ScopeDaemon  = "daemon"
+	// ScopeReads is every idempotent read: GET and HEAD requests to the
+	// gateway or a daemon, and the gateway's find and find-or-create
+	// POSTs (idempotent by namespace and name).
+	ScopeReads = "reads"
 )
 
 // Fault is one error-injection rule.
@@ -26,8 +31,8 @@ type Fault struct {
 	// RetryAfter, if set, is sent as a Retry-After header (whole seconds,
 	// rounded up). Injected 429s always carry one, default 1 s.
 	RetryAfter time.Duration
-	// Scope is "" (every request), "gateway" (/v1/...) or "daemon"
-	// (/s/<id>/...).
+	// Scope is "" (every request), "gateway" (/v1/...), "daemon"
+	// (/s/<id>/...) or "reads" (idempotent reads anywhere, ScopeReads).
 	Scope string
 }
 
@@ -57,9 +62,9 @@ func (f Faults) validate() error {
 			return fmt.Errorf("local: Faults.Errors[%d].RetryAfter is negative", i)
 		}
 		switch e.Scope {
-		case ScopeAll, ScopeGateway, ScopeDaemon:
+		case ScopeAll, ScopeGateway, ScopeDaemon, ScopeReads:
 		default:
-			return fmt.Errorf("local: Faults.Errors[%d].Scope %q is not \"\", \"gateway\" or \"daemon\"", i, e.Scope)
+			return fmt.Errorf("local: Faults.Errors[%d].Scope %q is not \"\", \"gateway\", \"daemon\" or \"reads\"", i, e.Scope)
 		}
 	}
 	if f.Latency < 0 || f.DropWebSocketsEvery < 0 {
@@ -109,12 +114,19 @@ func (fs *faultState) snapshot() Faults {
 	return fs.f
 }
 
-// pick decides whether a request in scope fails, and with which rule.
-func (fs *faultState) pick(scope string) (Fault, bool) {
+// pick decides whether a request in scope (gateway or daemon) fails, and
+// with which rule.
+func (fs *faultState) pick(scope, method, path string) (Fault, bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	for _, e := range fs.f.Errors {
-		if e.Scope != ScopeAll && e.Scope != scope {
+		switch e.Scope {
+		case ScopeAll, scope:
+		case ScopeReads:
+			if !idempotentRead(scope, method, path) {
+				continue
+			}
+		default:
 			continue
 		}
 		if e.Rate > 0 && fs.rng.Float64() < e.Rate {
@@ -122,6 +134,15 @@ func (fs *faultState) pick(scope string) (Fault, bool) {
 		}
 	}
 	return Fault{}, false
+}
+
+// idempotentRead reports whether a request is in ScopeReads.
+func idempotentRead(scope, method, path string) bool {
+	if method == http.MethodGet || method == http.MethodHead {
+		return true
+	}
+	return scope == ScopeGateway && method == http.MethodPost &&
+		(strings.HasSuffix(path, "/find") || strings.HasSuffix(path, "/find-or-create"))
 }
 
 // writeFault answers a request with an injected error.

@@ -134,7 +134,7 @@ func (p *Provider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !faultExempt(scope, r.Method, path) {
-		if rule, ok := p.faults.pick(scope); ok {
+		if rule, ok := p.faults.pick(scope, r.Method, path); ok {
 			injected = true
 			writeFault(sw, scope, rule)
 			return
