@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,7 +136,8 @@ end
 `
 
 // upsertScript: KEYS registry, stream; ARGV ns, name, sandbox id, provider,
-// now ms, created JSON, ready JSON, maxlen, channel, all channel.
+// now ms, created JSON, ready JSON, maxlen, channel, all channel, "1" to
+// emit ready right after created for a new sandbox id.
 var upsertScript = redis.NewScript(luaEmit + `
 local cur = redis.call('HMGET', KEYS[1], 'sandbox_id', 'status')
 local now = ARGV[5]
@@ -144,7 +146,9 @@ if cur[1] ~= ARGV[3] then
     'provider', ARGV[4], 'status', 'ready', 'error', '', 'servers', '{}',
     'created_at', now, 'last_used', now, 'updated_at', now)
   redis.call('HDEL', KEYS[1], 'seen')
-  return {emit(ARGV[6], now, ARGV[8], ARGV[9], ARGV[10]), ARGV[3]}
+  local id = emit(ARGV[6], now, ARGV[8], ARGV[9], ARGV[10])
+  if ARGV[11] == '1' then id = emit(ARGV[7], now, ARGV[8], ARGV[9], ARGV[10]) end
+  return {id, ARGV[3]}
 end
 redis.call('HSET', KEYS[1], 'last_used', now)
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'provider', ARGV[4]) end
@@ -301,6 +305,18 @@ func runScript(ctx context.Context, rdb redis.UniversalClient, sc *redis.Script,
 // sandbox.status_changed{created}; the same id whose status was not
 // "ready" emits sandbox.status_changed{ready}.
 func (s *Store) Upsert(ctx context.Context, p tasks.Project, sandboxID, provider string) error {
+	return s.upsert(ctx, p, sandboxID, provider, false)
+}
+
+// UpsertReady is Upsert for a sandbox the gateway reports ready, such as
+// one sandbox:ensure has just created: a sandbox id new for the project
+// emits sandbox.status_changed{created} and then {ready}, so the stream
+// says what the registry records.
+func (s *Store) UpsertReady(ctx context.Context, p tasks.Project, sandboxID, provider string) error {
+	return s.upsert(ctx, p, sandboxID, provider, true)
+}
+
+func (s *Store) upsert(ctx context.Context, p tasks.Project, sandboxID, provider string, alsoReady bool) error {
 	p, err := checkProject(p)
 	if err != nil {
 		return err
@@ -322,7 +338,7 @@ func (s *Store) Upsert(ctx context.Context, p tasks.Project, sandboxID, provider
 		return err
 	}
 	_, err = runScript(ctx, s.rdb, upsertScript, []string{tasks.RegistryKey(p), tasks.EventsKey(p)},
-		p.Namespace, p.Name, sandboxID, provider, ms(now), cj, rj, s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel)
+		p.Namespace, p.Name, sandboxID, provider, ms(now), cj, rj, s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel, flag(alsoReady))
 	if err != nil {
 		return fmt.Errorf("events: upsert %s/%s: %w", p.Namespace, p.Name, err)
 	}
@@ -449,6 +465,53 @@ func (s *Store) SandboxStatus(ctx context.Context, p tasks.Project, sandboxID, s
 		return nil, fmt.Errorf("events: sandbox status %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return finish(res, e, p)
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// StopServers records every server of the project's sandbox sandboxID
+// ("" = the current one) that the registry does not already list as
+// stopped as stopped, without its URL (the link is dead), and emits one
+// server.status_changed{stopped} per such server, in slug order. It is
+// what a destroy records before the sandbox is marked destroyed (a
+// destroyed sandbox's servers are not updated any more). A project
+// without an entry, or whose entry is of another sandbox, is left alone.
+func (s *Store) StopServers(ctx context.Context, p tasks.Project, sandboxID string) ([]tasks.Event, error) {
+	e, err := s.Get(ctx, p)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case sandboxID != "" && e.SandboxID != sandboxID, e.Status == tasks.SandboxDestroyed:
+		return nil, nil
+	}
+	slugs := make([]string, 0, len(e.Servers))
+	for slug, st := range e.Servers {
+		if st.Status != ServerStopped {
+			slugs = append(slugs, slug)
+		}
+	}
+	slices.Sort(slugs)
+	var out []tasks.Event
+	for _, slug := range slugs {
+		prev := e.Servers[slug]
+		ev, err := s.ServerStatus(ctx, p, e.SandboxID, slug, ServerState{
+			Status: ServerStopped, Port: prev.Port, ExitCode: prev.ExitCode, // UpdatedAt zero: never stale
+		})
+		if err != nil {
+			return out, err
+		}
+		if ev != nil {
+			out = append(out, *ev)
+		}
+	}
+	return out, nil
 }
 
 // state reads only the status and sandbox id of p's entry: what a watcher

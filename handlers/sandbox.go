@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -81,7 +82,10 @@ func (h *Handlers) destroy(ctx context.Context, t *Task[tasks.SandboxDestroy]) (
 		return nil, classify(err)
 	}
 	if sb == nil {
-		return &DestroyResult{}, nil
+		// Nothing to destroy; a registry entry left from an attempt that
+		// destroyed the sandbox but did not get to record it is brought
+		// in line.
+		return &DestroyResult{}, h.recordDestroyed(lctx, p.Project, "")
 	}
 	err = h.gw.Destroy(lctx, sb.SandboxID)
 	h.resolver.forget(p.Project)
@@ -92,13 +96,28 @@ func (h *Handlers) destroy(ctx context.Context, t *Task[tasks.SandboxDestroy]) (
 	case err != nil:
 		return nil, classify(err)
 	}
-	if h.cfg.Store != nil {
-		// The watcher stops when it sees this status.
-		if _, err := h.cfg.Store.SandboxStatus(lctx, p.Project, sb.SandboxID, tasks.SandboxDestroyed, ""); err != nil {
-			return nil, fmt.Errorf("record destroyed sandbox: %w", err)
-		}
+	if err := h.recordDestroyed(lctx, p.Project, sb.SandboxID); err != nil {
+		return nil, err
 	}
 	return res, nil
+}
+
+// recordDestroyed marks the sandbox's servers stopped (one
+// server.status_changed{stopped} per server not stopped yet) and then the
+// sandbox destroyed, which stops its watcher. sandboxID "" is the one the
+// registry records. A no-op without a Store or a registry entry.
+func (h *Handlers) recordDestroyed(ctx context.Context, p tasks.Project, sandboxID string) error {
+	if h.cfg.Store == nil {
+		return nil
+	}
+	if _, err := h.cfg.Store.StopServers(ctx, p, sandboxID); err != nil {
+		return fmt.Errorf("record stopped servers of the destroyed sandbox: %w", err)
+	}
+	_, err := h.cfg.Store.SandboxStatus(ctx, p, sandboxID, tasks.SandboxDestroyed, "")
+	if err != nil && !errors.Is(err, events.ErrNotFound) {
+		return fmt.Errorf("record destroyed sandbox: %w", err)
+	}
+	return nil
 }
 
 // record puts the project's sandbox into the registry and has a watcher
@@ -107,7 +126,13 @@ func (h *Handlers) record(ctx context.Context, p tasks.Project, sb *gateway.Sand
 	if h.cfg.Store == nil {
 		return nil
 	}
-	if err := h.cfg.Store.Upsert(ctx, p, sb.SandboxID, sb.Provider); err != nil {
+	upsert := h.cfg.Store.Upsert
+	if sb.Status == "" || sb.Status == gateway.SandboxReady {
+		// A sandbox new to the registry is then recorded created and
+		// ready, both as events.
+		upsert = h.cfg.Store.UpsertReady
+	}
+	if err := upsert(ctx, p, sb.SandboxID, sb.Provider); err != nil {
 		return fmt.Errorf("record sandbox: %w", err)
 	}
 	if h.cfg.Claim != nil {

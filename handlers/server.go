@@ -41,7 +41,52 @@ func up(status string) bool {
 }
 
 func (h *Handlers) serverStart(ctx context.Context, t *Task[tasks.ServerStart]) (any, error) {
-	return h.startServer(ctx, t.ID, t.Payload, func(r *ServerResult) { _ = t.SetResult(r) })
+	res, err := h.startServer(ctx, t.ID, t.Payload, func(r *ServerResult) { _ = t.SetResult(r) })
+	if err != nil && res != nil && errors.Is(context.Cause(ctx), errCancelled) {
+		h.stopCancelledStart(ctx, t.ID, t.Payload.Project, res)
+	}
+	return res, err
+}
+
+// cancelledStopTimeout bounds the stop of a server whose start was
+// cancelled.
+const cancelledStopTimeout = 15 * time.Second
+
+// stopCancelledStart stops the server a cancelled server:start started (or
+// replaced) if it was not ready yet: cancelling the start takes back what
+// it began. A server the task found already up ("unchanged") or that became
+// ready is left alone. It runs under the project lease, on a context that
+// outlives the cancelled one; a failure is logged.
+func (h *Handlers) stopCancelledStart(ctx context.Context, owner string, p tasks.Project, res *ServerResult) {
+	if (res.Action != "started" && res.Action != "restarted") || res.Status == gateway.ServerReady {
+		return
+	}
+	stopped := false
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelledStopTimeout)
+	defer cancel()
+	lctx, release, err := h.lock(sctx, p, owner)
+	if err == nil {
+		defer release()
+		err = h.withSandbox(lctx, p, false, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+			if cur, err := d.GetServer(lctx, res.Slug); err == nil && (cur.Status == gateway.ServerReady || !up(cur.Status)) {
+				return nil // it became ready meanwhile, or is not running
+			}
+			err := d.StopServer(lctx, res.Slug)
+			if errors.Is(err, gateway.ErrNotFound) {
+				return nil
+			}
+			stopped = err == nil
+			return err
+		})
+	}
+	if err != nil {
+		h.log.WarnContext(ctx, "stop the server of a cancelled server:start", "namespace", p.Namespace, "name", p.Name, "slug", res.Slug, "err", err)
+		return
+	}
+	if !stopped {
+		return
+	}
+	h.log.InfoContext(ctx, "stopped the server of a cancelled server:start", "namespace", p.Namespace, "name", p.Name, "slug", res.Slug, "status", res.Status)
 }
 
 // startServer starts the server under the project lease, releases the lease,
