@@ -90,6 +90,11 @@
 //   - Upsert emits sandbox.status_changed{created} when a project's
 //     sandbox id is new (and resets its servers); the registry status is
 //     then ready. The same id coming back after error emits ready.
+//     UpsertReady, used for sandboxes the gateway reports ready, emits
+//     created and then ready for a new id, so the stream matches the
+//     registry. StopServers, which a destroy calls before it marks the
+//     sandbox destroyed, records every server not yet stopped as stopped
+//     (dropping its dead URL) with one event each.
 //   - Sources of a watcher: the daemon WebSocket (json protocol; POST
 //     /signals/start, subscribe to "signals"), polls of GET /servers, and,
 //     with Config.EventsAddr, the events service line protocol (SUBSCRIBE

@@ -33,7 +33,12 @@
 // status in its result and a retry resumes at the first step not done. The
 // result is read back through asynq's Inspector: it is the one record of an
 // attempt that survives a crash and that users can see too. sandbox:destroy
-// of a project with no sandbox succeeds with destroyed=false.
+// of a project with no sandbox succeeds with destroyed=false; a destroy
+// records the sandbox's servers stopped before the sandbox destroyed, so
+// the registry lists no dead links. A server:start cancelled through
+// tasks.Client.Cancel while it waits stops the server it started or
+// replaced, unless that server is ready by then (retries after a worker
+// shutdown are not cancellation and leave it running).
 //
 // # Sandbox lookups
 //
