@@ -57,8 +57,7 @@ func (c *Client) Daemon(sb *Sandbox) *Daemon {
 
 // NewDaemon returns a standalone daemon client. Of the options, those for
 // the HTTP client, timeout, user agent, logger, observer and read retry
-// apply; API key,
-// provider, path style and creating poll are ignored.
+// apply; API key, provider, path style and creating poll are ignored.
 func NewDaemon(baseURL string, token secret.Secret, opts ...Option) (*Daemon, error) {
 	base, err := parseBaseURL(baseURL)
 	if err != nil {
