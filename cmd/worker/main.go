@@ -70,6 +70,9 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	if err := cfg.validate(*dev); err != nil {
 		return err
 	}
+	if err := cfg.validateRanges(env); err != nil {
+		return err
+	}
 	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
@@ -123,7 +126,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		Logger:          logger,
 		Concurrency:     cfg.Concurrency,
 		Queues:          cfg.Queues,
-		ShutdownTimeout: cfg.ShutdownTimeout,
+		ShutdownTimeout: cfg.shutdownTimeout(),
 		Handlers:        handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
 		Metrics:         metricsReg,
 		Watchers: worker.WatcherConfig{
@@ -138,7 +141,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		},
 	})
 	if err != nil {
-		return err
+		return workerError(err, env)
 	}
 	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", *dev,
 		"concurrency", cfg.Concurrency, "dashboard", dashboardURL(w.Addr(), cfg.DashboardPath), "events_service", cfg.EventsAddr)
