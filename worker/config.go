@@ -25,20 +25,25 @@ const MaxConcurrency = 10000
 // leave its tasks waiting forever.
 var RequiredQueues = []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueMaintenance}
 
-// ConfigError is a Config field whose value is outside its allowed range.
-// Field is the field's path in Config ("Concurrency", "Watchers.Cap",
-// "Maintenance.CleanupSpec"), so a program that fills Config from its own
-// settings can name the setting instead.
+// ConfigError is a Config field whose value New cannot use: outside its
+// allowed range, or an address it cannot listen on. Field is the field's
+// path in Config ("Concurrency", "Watchers.Cap", "Maintenance.CleanupSpec",
+// "HTTP.Addr"), so a program that fills Config from its own settings can
+// name the setting instead.
 type ConfigError struct {
 	Field string
 	Value any
 	// Reason says what is wrong and what is allowed.
 	Reason string
+	// Err is the underlying error, if any.
+	Err error
 }
 
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("worker: Config.%s = %v: %s", e.Field, e.Value, e.Reason)
 }
+
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 func configErr(field string, value any, format string, args ...any) error {
 	return &ConfigError{Field: field, Value: value, Reason: fmt.Sprintf(format, args...)}

@@ -28,7 +28,7 @@ func TestNewReturnsStartupErrors(t *testing.T) {
 		field  string // the ConfigError field; "" for other errors
 		want   string
 	}{
-		{"PortInUse", func(c *worker.Config) { c.HTTP.Addr = busy.Addr().String() }, "", "address already in use"},
+		{"PortInUse", func(c *worker.Config) { c.HTTP.Addr = busy.Addr().String() }, "HTTP.Addr", "address already in use"},
 		{"DashboardPathAPI", func(c *worker.Config) { c.HTTP.Addr, c.HTTP.DashboardPath = "127.0.0.1:0", "/api/v1" }, "HTTP.DashboardPath", "collides"},
 		{"DashboardPathNoSlash", func(c *worker.Config) { c.HTTP.DashboardPath = "monitoring" }, "HTTP.DashboardPath", "must start with /"},
 		{"CleanupCron", func(c *worker.Config) { c.Maintenance.CleanupSpec = "x_y_z" }, "Maintenance.CleanupSpec", "cron spec"},

@@ -253,7 +253,7 @@ func (w *Worker) buildHTTP() (err error) {
 	w.http = mux
 	if cfg.HTTP.Addr != "" {
 		if w.listener, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
-			return fmt.Errorf("worker: listen on %s: %w", cfg.HTTP.Addr, err)
+			return &ConfigError{Field: "HTTP.Addr", Value: cfg.HTTP.Addr, Reason: "cannot listen: " + err.Error(), Err: err}
 		}
 	}
 	return nil

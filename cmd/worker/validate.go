@@ -24,6 +24,7 @@ var workerFieldVars = map[string]string{
 	"Maintenance.CleanupSpec":   "CLEANUP_CRON",
 	"Maintenance.ReconcileSpec": "RECONCILE_CRON",
 	"HTTP.DashboardPath":        "DASHBOARD_PATH",
+	"HTTP.Addr":                 "DASHBOARD_ADDR",
 }
 
 // validateRanges checks the numeric, duration, queue and schedule settings
