@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
+	if os.Getenv(servePIDEnv) == "1" {
+		os.Exit(servePID())
+	}
 	redistest.Main(m)
 }
 
