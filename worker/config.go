@@ -133,6 +133,9 @@ func (c *Config) validate() error {
 			return configErr(d.field, d.d, "want a duration greater than 0 (0 or unset for the default)")
 		}
 	}
+	if l := c.Handlers.LeaseTTL; l > 0 && l < 30*time.Millisecond {
+		return configErr("Handlers.LeaseTTL", l, "want at least 30ms (0 or unset for the default, 30s)")
+	}
 	if c.Watchers.Cap < 0 {
 		return configErr("Watchers.Cap", c.Watchers.Cap, "want 0 (the default, 10,000) or more")
 	}

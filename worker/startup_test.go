@@ -36,6 +36,7 @@ func TestNewReturnsStartupErrors(t *testing.T) {
 		{"WatcherCap", func(c *worker.Config) { c.Watchers.Cap = -1 }, "Watchers.Cap", "0 (the default, 10,000) or more"},
 		{"IdleTTL", func(c *worker.Config) { c.Maintenance.IdleTTL = -time.Hour }, "Maintenance.IdleTTL", "greater than 0"},
 		{"LeaseTTL", func(c *worker.Config) { c.Handlers.LeaseTTL = -5 * time.Second }, "Handlers.LeaseTTL", "greater than 0"},
+		{"LeaseTTLShort", func(c *worker.Config) { c.Handlers.LeaseTTL = 10 * time.Millisecond }, "Handlers.LeaseTTL", "at least 30ms"},
 		{"ShutdownTimeout", func(c *worker.Config) { c.ShutdownTimeout = -time.Second }, "ShutdownTimeout", "greater than 0"},
 		{"ConcurrencyHuge", func(c *worker.Config) { c.Concurrency = 99999999999 }, "Concurrency", "want 1 to 10000"},
 		{"ConcurrencyNegative", func(c *worker.Config) { c.Concurrency = -1 }, "Concurrency", "want 1 to 10000"},

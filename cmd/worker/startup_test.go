@@ -38,6 +38,7 @@ func startupFailures(busyAddr string) []struct {
 		{"IdleTTLNegative", map[string]string{"SANDBOX_IDLE_TTL": "-1h"}, []string{"SANDBOX_IDLE_TTL=-1h0m0s", "greater than 0"}},
 		{"IdleTTLZero", map[string]string{"SANDBOX_IDLE_TTL": "0s"}, []string{"SANDBOX_IDLE_TTL=0s", "greater than 0"}},
 		{"LeaseTTL", map[string]string{"SANDBOXQ_LEASE_TTL": "-5s"}, []string{"SANDBOXQ_LEASE_TTL=-5s", "greater than 0"}},
+		{"LeaseTTLShort", map[string]string{"SANDBOXQ_LEASE_TTL": "10ms"}, []string{`SANDBOXQ_LEASE_TTL="10ms"`, "at least 30ms"}},
 		{"LeaseWait", map[string]string{"SANDBOXQ_LEASE_WAIT": "0"}, []string{"SANDBOXQ_LEASE_WAIT=0s", "greater than 0"}},
 		{"ShutdownNegative", map[string]string{"SANDBOXQ_SHUTDOWN_TIMEOUT": "-1s"}, []string{"SANDBOXQ_SHUTDOWN_TIMEOUT=-1s", "0 (hand running tasks back at once) or more"}},
 		{"ConcurrencyHuge", map[string]string{"SANDBOXQ_CONCURRENCY": "99999999999"}, []string{"SANDBOXQ_CONCURRENCY=99999999999", "want 1 to 10000"}},
