@@ -134,7 +134,7 @@ func (s *sandbox) runCommand(ctx context.Context, req gateway.RunCommandRequest)
 		return gateway.CommandResult{}, fmt.Errorf("start command: %v", err)
 	}
 	pid := cmd.Process.Pid
-	release, gerr := proc.GuardGroup(pid)
+	release, gerr := s.p.guard.Add(pid)
 	if gerr != nil {
 		s.p.log.Warn("command's process group is not guarded against the provider's death", "err", gerr)
 	}

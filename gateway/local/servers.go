@@ -366,6 +366,7 @@ func (s *sandbox) procConfig(o gateway.ServerStartOptions) (proc.Config, error) 
 		StopTimeout:   time.Duration(o.StopTimeoutMS) * time.Millisecond,
 		LogLimit:      s.p.logLimit,
 		Logger:        s.p.log,
+		Guard:         s.p.guard,
 	}
 	if hc := o.HealthCheck; hc != nil {
 		cfg.HealthCheck = &proc.HealthCheck{

@@ -35,8 +35,8 @@
 // group dies with this process: its leader gets the parent-death signal
 // (StartLocked keeps the creating OS thread alive while the process runs,
 // since Linux sends the signal when that thread exits), and the group is
-// registered with the guard (GuardGroup, guard.go), which SIGKILLs it when
-// this process dies without a Stop. PID is the group leader, which is the real server when
+// registered with Config.Guard (guard.go), which SIGKILLs it when this
+// process dies without a Stop. PID is the group leader, which is the real server when
 // sh execs a simple command. When the Start process exits on its own, any
 // process it left in its group is SIGKILLed at once, so an orphan never
 // keeps the port from a restart. Stop sends SIGTERM to the group, waits

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -14,13 +15,11 @@ import (
 // "sh -c 'a & b'" or through npm leaves children in its group that would
 // keep running, and keep their ports, after the provider was SIGKILLed.
 //
-// The guard closes that gap. It is one small sh process per provider
-// process, in its own process group, reading "+ <pgid>" and "- <pgid>" lines
-// from a pipe whose other end only this process holds. When this process
-// dies, however it dies, the kernel closes that end; the guard reads EOF and
-// SIGKILLs every group still registered, then exits. While this process
-// lives the guard only waits on the pipe. It is started on first use and
-// lives as long as the process (it holds nothing but the pipe).
+// A Guard closes that gap. It is one small sh process, in its own process
+// group, reading "+ <pgid>" and "- <pgid>" lines from a pipe whose other end
+// only this process holds. When this process dies, however it dies, the
+// kernel closes that end; the guard reads EOF, SIGKILLs every group still
+// registered and exits. Close does the same on purpose.
 const guardScript = `g=" "
 while read -r op id; do
   case "$op" in
@@ -30,14 +29,17 @@ while read -r op id; do
 done
 for x in $g; do kill -s KILL -- "-$x" 2>/dev/null; done`
 
-var guard struct {
-	once sync.Once
-	mu   sync.Mutex
-	w    io.WriteCloser // nil if the guard could not start
-	err  error
+// Guard kills the registered process groups when this process dies or
+// Close is called. A nil *Guard registers nothing.
+type Guard struct {
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	w      io.WriteCloser
+	closed bool
 }
 
-func startGuard() {
+// StartGuard starts the guard process.
+func StartGuard() (*Guard, error) {
 	cmd := exec.Command(shell, "-c", guardScript)
 	cmd.Env = []string{"PATH=" + DefaultPath}
 	cmd.Dir = "/"
@@ -50,43 +52,60 @@ func startGuard() {
 		err = cmd.Start()
 	}
 	if err != nil {
-		guard.err = fmt.Errorf("start process-group guard: %w", err)
-		return
+		return nil, fmt.Errorf("start process-group guard: %w", err)
 	}
-	guard.w = w
-	// Reap the guard if it ever exits while this process lives; nothing
-	// else waits for it.
-	go func() { _ = cmd.Wait() }()
+	return &Guard{cmd: cmd, w: w}, nil
 }
 
-// GuardGroup registers process group pgid with the guard, so that it is
-// SIGKILLed if this process dies before release is called. Call release
-// once the group is gone. An error means the guard is not running; the
-// caller still has Pdeathsig for the leader.
-func GuardGroup(pgid int) (release func(), err error) {
-	guard.once.Do(startGuard)
-	if guard.err != nil {
-		return func() {}, guard.err
+// Add registers process group pgid, so that it is SIGKILLed if this process
+// dies (or Close is called) before release. Call release once the group is
+// gone. An error means the guard is not running; the group's leader still
+// has Pdeathsig.
+func (g *Guard) Add(pgid int) (release func(), err error) {
+	if g == nil {
+		return func() {}, nil
 	}
-	send := func(op string) error {
-		guard.mu.Lock()
-		defer guard.mu.Unlock()
-		_, err := fmt.Fprintf(guard.w, "%s %d\n", op, pgid)
-		return err
-	}
-	if err := send("+"); err != nil {
+	if err := g.send("+", pgid); err != nil {
 		return func() {}, fmt.Errorf("process-group guard: %w", err)
 	}
-	return func() { _ = send("-") }, nil
+	return func() { _ = g.send("-", pgid) }, nil
 }
 
-// StartLocked starts cmd with the parent-death signal SIGKILL on a
-// goroutine locked to its OS thread, and keeps that thread locked until
-// wait returns. Linux sends the parent-death signal when the thread that
-// created the child exits, not the process: the Go runtime ends a thread
-// when a goroutine that locked it returns, so a child started from an
-// unlocked goroutine could be killed at a random moment. The caller must
-// call done exactly once after cmd.Wait returned.
+func (g *Guard) send(op string, pgid int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("closed")
+	}
+	_, err := fmt.Fprintf(g.w, "%s %d\n", op, pgid)
+	return err
+}
+
+// Close ends the guard: it SIGKILLs the groups still registered and exits;
+// Close returns once it has.
+func (g *Guard) Close() error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closed = true
+	err := g.w.Close()
+	g.mu.Unlock()
+	return errors.Join(err, g.cmd.Wait())
+}
+
+// StartLocked starts cmd with the parent-death signal SIGKILL, keeping the
+// calling goroutine locked to its OS thread until done is called. Linux
+// sends the parent-death signal when the thread that created the child
+// exits, not the process, and the Go runtime ends a thread when a goroutine
+// that locked it returns; a child started from an unlocked goroutine could
+// be killed at a random moment, or outlive a thread it no longer belongs
+// to. The caller must call done exactly once, on the same goroutine, after
+// cmd.Wait returned.
 func StartLocked(cmd *exec.Cmd) (done func(), err error) {
 	runtime.LockOSThread()
 	if cmd.SysProcAttr == nil {

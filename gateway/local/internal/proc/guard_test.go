@@ -19,11 +19,16 @@ import (
 func guardHelper() int {
 	cmd := exec.Command(shell, "-c", "sleep 300 & sleep 300 & wait")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	g, err := StartGuard()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if _, err := StartLocked(cmd); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if _, err := GuardGroup(cmd.Process.Pid); err != nil {
+	if _, err := g.Add(cmd.Process.Pid); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -79,10 +84,11 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestGuardForgetsReleasedGroups checks the protocol: a released group is
-// not killed when the guard's pipe closes, so a process group id reused
-// later is safe. It drives the guard script directly.
-func TestGuardForgetsReleasedGroups(t *testing.T) {
+// TestGuardCloseKillsOnlyRegisteredGroups checks Add, release and Close:
+// Close kills the groups still registered and returns once the guard has
+// exited; a released group is left alone, so a process group id reused
+// later is safe; Add after Close is an error.
+func TestGuardCloseKillsOnlyRegisteredGroups(t *testing.T) {
 	t.Parallel()
 	start := func() *exec.Cmd {
 		c := exec.Command("sleep", "300")
@@ -94,22 +100,30 @@ func TestGuardForgetsReleasedGroups(t *testing.T) {
 		return c
 	}
 	kept, released := start(), start()
-	g := exec.Command(shell, "-c", guardScript)
-	g.Env = []string{"PATH=" + DefaultPath}
-	in, err := g.StdinPipe()
+	g, err := StartGuard()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Start(); err != nil {
+	if _, err := g.Add(kept.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(in, "+ %d\n+ %d\n- %d\n", kept.Process.Pid, released.Process.Pid, released.Process.Pid)
-	in.Close()
-	if err := g.Wait(); err != nil {
-		t.Fatalf("guard: %v", err)
+	release, err := g.Add(released.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if err := g.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 	waitUntil(t, "the registered group to be killed", func() bool { return len(groupPIDs(kept.Process.Pid)) == 0 })
 	if len(groupPIDs(released.Process.Pid)) != 1 {
 		t.Fatal("the released group was killed too")
+	}
+	if _, err := g.Add(released.Process.Pid); err == nil {
+		t.Fatal("Add after Close succeeded")
+	}
+	var nilGuard *Guard
+	if _, err := nilGuard.Add(1); err != nil || nilGuard.Close() != nil {
+		t.Fatal("a nil Guard is not a no-op")
 	}
 }

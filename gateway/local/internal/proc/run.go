@@ -163,7 +163,7 @@ func (s *Server) execute(ctx context.Context, command string, serve bool) result
 		Stdout: outW,
 		Stderr: errW,
 		// StartLocked adds Pdeathsig, which takes the leader down if the
-		// supervisor dies without a Stop; GuardGroup covers the rest of
+		// supervisor dies without a Stop; Config.Guard covers the rest of
 		// the group.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
@@ -177,7 +177,7 @@ func (s *Server) execute(ctx context.Context, command string, serve bool) result
 	}
 	defer unlockThread()
 	pid := cmd.Process.Pid
-	release, gerr := GuardGroup(pid)
+	release, gerr := s.cfg.Guard.Add(pid)
 	if gerr != nil {
 		s.log.WarnContext(ctx, "server's process group is not guarded against the provider's death", "err", gerr)
 	}
