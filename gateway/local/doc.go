@@ -77,7 +77,7 @@
 //     follows the creating thread, not the process), and registered with a
 //     small guard process that SIGKILLs every registered group when the
 //     provider's end of its pipe closes, so children of a group leader
-//     die too (proc.GuardGroup).
+//     die too (proc.Guard, owned by the Provider).
 //   - A foreground /run/command runs in its own process group, which is
 //     SIGKILLed at timeout_ms (exit code 124, status failed, a note on
 //     stderr), when the client goes away, when the sandbox is destroyed,
