@@ -8,6 +8,17 @@
 // that embeds the worker builds the Config itself (and may register its own
 // task types on Mux before Run).
 //
+// Configuration follows one rule: every zero value is the default its
+// field documents, and anything else outside its range is refused by New
+// (and by Config.Validate, which needs no connections) with a *ConfigError
+// naming the field, so a program can name its own setting instead
+// (cmd/worker maps fields to environment variables). Concurrency is 1 to
+// 10,000 (a larger value makes asynq spin), every queue of RequiredQueues
+// must be served, cron specs are parsed before anything starts. New never
+// panics on its input: a component that panics while being built
+// (asynqmon does on a RootPath it cannot mount) becomes an error, and what
+// New opened before it failed is closed again.
+//
 // Defaults differ from asynq's where asynq's do not fit sandbox work: an idle
 // worker checks for tasks every 20 ms rather than every second, due retries
 // are moved to their queue every 250 ms rather than every 5 s, MaxRetry comes

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,13 +36,17 @@ type Config struct {
 	// Logger receives structured logs (default: discard).
 	Logger *slog.Logger
 
-	// Concurrency is the number of tasks processed at once (default 20).
+	// Concurrency is the number of tasks processed at once (default 20;
+	// 1 to MaxConcurrency).
 	Concurrency int
 	// Queues maps queue names to priority weights (default
-	// tasks.DefaultQueues).
+	// tasks.DefaultQueues). Weights are positive and the map must hold
+	// every queue of RequiredQueues.
 	Queues map[string]int
 	// ShutdownTimeout is how long running tasks may finish after shutdown
 	// starts before they are handed back to the queue (default 30 s).
+	// Negative durations here and in the nested configs are refused; zero
+	// is always the field's default.
 	ShutdownTimeout time.Duration
 	// TaskCheckInterval is how often an idle worker looks for work
 	// (default 20 ms, so an idle worker picks a task up within tens of
@@ -66,52 +70,6 @@ type Config struct {
 	// Metrics receives the worker's Prometheus series (default: a new
 	// registry, served on /metrics).
 	Metrics *prometheus.Registry
-}
-
-func (c *Config) withDefaults() error {
-	if c.Redis == nil {
-		return errors.New("worker: Config.Redis is required")
-	}
-	if c.Gateway == nil {
-		return errors.New("worker: Config.Gateway is required")
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 20
-	}
-	if c.Concurrency < 0 {
-		return fmt.Errorf("worker: Concurrency %d is negative", c.Concurrency)
-	}
-	if len(c.Queues) == 0 {
-		c.Queues = maps.Clone(tasks.DefaultQueues)
-	}
-	for q, w := range c.Queues {
-		if q == "" || w <= 0 {
-			return fmt.Errorf("worker: queue %q has weight %d; names must be non-empty and weights positive", q, w)
-		}
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 30 * time.Second
-	}
-	if c.TaskCheckInterval == 0 {
-		c.TaskCheckInterval = 20 * time.Millisecond
-	}
-	if c.DelayedTaskCheckInterval == 0 {
-		c.DelayedTaskCheckInterval = 250 * time.Millisecond
-	}
-	if c.Policy == nil {
-		p := handlers.DefaultPolicy()
-		c.Policy = &p
-	}
-	if c.Watchers.OwnerID == "" {
-		c.Watchers.OwnerID = defaultOwnerID()
-	}
-	if c.Metrics == nil {
-		c.Metrics = prometheus.NewRegistry()
-	}
-	return nil
 }
 
 // Worker processes sandboxq tasks: an asynq server with sandboxq's handlers
@@ -138,7 +96,11 @@ type Worker struct {
 // New builds a Worker. Nothing runs until Run, but the HTTP listener (if
 // HTTP.Addr is set) is opened here, so Addr is known at once and a taken
 // port is an error from New.
-func New(cfg Config) (w *Worker, err error) {
+//
+// New never panics on a bad Config: every failure, including a panic of a
+// component it builds, is returned as an error, and what New opened before
+// it failed is closed again. Range errors are *ConfigError.
+func New(cfg Config) (*Worker, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
@@ -152,17 +114,49 @@ func New(cfg Config) (w *Worker, err error) {
 			}
 		}
 	}
-	log := cfg.Logger.With("component", "worker")
-	w = &Worker{cfg: cfg, log: log}
+	if cfg.Watchers.OwnerID == "" {
+		cfg.Watchers.OwnerID = defaultOwnerID()
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker")}
+	if err := recoverBuild(w.build); err != nil {
+		w.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// recoverBuild runs build and turns a panic into an error, so that a
+// component that panics on input it does not accept (asynqmon does on a
+// RootPath it cannot mount, http.ServeMux on a conflicting pattern) fails
+// New instead of the embedding process.
+func recoverBuild(build func() error) (err error) {
 	defer func() {
-		if err != nil {
-			w.close()
+		if r := recover(); r != nil {
+			err = fmt.Errorf("worker: %v", r)
 		}
 	}()
+	return build()
+}
 
-	metrics := handlers.NewMetrics(cfg.Metrics)
-	w.store = events.NewStore(cfg.Redis, events.StoreOptions{})
-	var claim func(context.Context, tasks.Project) error
+// build creates the components of w from w.cfg; on error the caller closes
+// what was opened.
+func (w *Worker) build() error {
+	metrics := handlers.NewMetrics(w.cfg.Metrics)
+	w.store = events.NewStore(w.cfg.Redis, events.StoreOptions{})
+	claim, err := w.buildWatchers(metrics)
+	if err != nil {
+		return err
+	}
+	if err := w.buildTasks(metrics, claim); err != nil {
+		return err
+	}
+	return w.buildHTTP()
+}
+
+// buildWatchers creates the watcher manager unless watchers are disabled,
+// and returns its Claim (nil without watchers).
+func (w *Worker) buildWatchers(metrics *handlers.Metrics) (claim func(context.Context, tasks.Project) error, err error) {
+	cfg := w.cfg
 	if !cfg.Watchers.Disabled {
 		wc := cfg.Watchers
 		ecfg := events.Config{
@@ -182,6 +176,13 @@ func New(cfg Config) (w *Worker, err error) {
 		metrics.SetWatchersFunc(w.manager.Held)
 		claim = w.manager.Claim
 	}
+	return claim, nil
+}
+
+// buildTasks creates the handlers, their mux, the schedule and the asynq
+// server.
+func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Context, tasks.Project) error) (err error) {
+	cfg, log := w.cfg, w.log
 
 	hcfg := cfg.Handlers
 	hcfg.Gateway, hcfg.Redis, hcfg.Logger = cfg.Gateway, cfg.Redis, cfg.Logger.With("component", "handlers")
@@ -189,7 +190,7 @@ func New(cfg Config) (w *Worker, err error) {
 	// Without watchers nothing records server events: waits poll.
 	hcfg.WaitByPolling = hcfg.WaitByPolling || cfg.Watchers.Disabled
 	if w.handlers, err = handlers.New(hcfg); err != nil {
-		return nil, err
+		return err
 	}
 	w.cancellation = handlers.NewCancellation(cfg.Redis, 0, log)
 	w.mux = asynq.NewServeMux()
@@ -199,14 +200,14 @@ func New(cfg Config) (w *Worker, err error) {
 		Redis: cfg.Redis, Gateway: cfg.Gateway, Store: w.store, IdleTTL: cfg.Maintenance.IdleTTL,
 		Claim: claim, Logger: cfg.Logger.With("component", "maintenance"),
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if !cfg.Maintenance.Disabled {
 		if w.scheduler, err = maintenance.NewScheduler(maintenance.SchedulerConfig{
 			Redis: cfg.Redis, CleanupSpec: cfg.Maintenance.CleanupSpec, ReconcileSpec: cfg.Maintenance.ReconcileSpec,
 			Logger: cfg.Logger.With("component", "scheduler"),
 		}); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
@@ -222,13 +223,21 @@ func New(cfg Config) (w *Worker, err error) {
 		Logger:                   asynqlog.New(cfg.Logger),
 		LogLevel:                 asynq.WarnLevel,
 	})
+	return nil
+}
 
+// buildHTTP creates the dashboard and the API and opens the listener.
+func (w *Worker) buildHTTP() (err error) {
+	cfg := w.cfg
 	if w.dash, err = dashboard.New(dashboard.Options{
 		Redis: cfg.Redis, RootPath: cfg.HTTP.DashboardPath, ReadOnly: cfg.HTTP.ReadOnly, Auth: cfg.HTTP.Auth,
 		ListenAddr: cfg.HTTP.Addr, Store: w.store, Metrics: cfg.Metrics, PrometheusAddr: cfg.HTTP.PrometheusAddr,
 		Ready: w.ready, Logger: cfg.Logger.With("component", "dashboard"),
 	}); err != nil {
-		return nil, err
+		if strings.Contains(err.Error(), "RootPath") {
+			return &ConfigError{Field: "HTTP.DashboardPath", Value: fmt.Sprintf("%q", cfg.HTTP.DashboardPath), Reason: strings.TrimPrefix(err.Error(), "dashboard: ")}
+		}
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", w.dash)
@@ -237,17 +246,17 @@ func New(cfg Config) (w *Worker, err error) {
 			Client: tasks.NewClient(cfg.Redis), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
 			ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
 		}); err != nil {
-			return nil, err
+			return err
 		}
 		mux.Handle(api.Prefix+"/", w.api)
 	}
 	w.http = mux
 	if cfg.HTTP.Addr != "" {
 		if w.listener, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
-			return nil, fmt.Errorf("worker: listen on %s: %w", cfg.HTTP.Addr, err)
+			return &ConfigError{Field: "HTTP.Addr", Value: cfg.HTTP.Addr, Reason: "cannot listen: " + err.Error(), Err: err}
 		}
 	}
-	return w, nil
+	return nil
 }
 
 // close releases what New opened when Run will not.

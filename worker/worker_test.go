@@ -449,7 +449,7 @@ func TestConfigValidation(t *testing.T) {
 	cases := map[string]worker.Config{
 		"Redis is required":   {Gateway: b.gw},
 		"Gateway is required": {Redis: b.rdb},
-		"negative":            {Redis: b.rdb, Gateway: b.gw, Concurrency: -1},
+		"Config.Concurrency":  {Redis: b.rdb, Gateway: b.gw, Concurrency: -1},
 		"weight":              {Redis: b.rdb, Gateway: b.gw, Queues: map[string]int{"q": 0}},
 	}
 	for want, cfg := range cases {

@@ -103,9 +103,6 @@ func (c *Config) validate(dev bool) error {
 	default:
 		return fmt.Errorf("LOG_FORMAT=%q: want text or json", c.LogFormat)
 	}
-	if c.Concurrency <= 0 {
-		return fmt.Errorf("SANDBOXQ_CONCURRENCY=%d: want a positive number", c.Concurrency)
-	}
 	return nil
 }
 

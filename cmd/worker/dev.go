@@ -40,10 +40,13 @@ func devRedis(ctx context.Context, addr string, logger *slog.Logger) (redis.Univ
 }
 
 func startLocalProvider(addr, root string, key secret.Secret, logger *slog.Logger) (*local.Provider, error) {
+	if err := protectEnviron(); err != nil {
+		logger.Warn("cannot hide this process's environment from sandbox commands", "err", err)
+	}
 	lp, err := local.Start(local.Options{Addr: addr, Root: root, APIKey: key, Logger: logger.With("component", "local-provider")})
 	if err != nil {
 		return nil, fmt.Errorf("-dev: start local provider: %w", err)
 	}
-	logger.Warn("COMPUTESDK_API_KEY is unset: using the local provider; sandboxes are directories on this machine and servers run as local processes", "gateway", lp.URL(), "root", lp.Root())
+	logger.Warn("COMPUTESDK_API_KEY is unset: using the local provider; sandboxes are directories on this machine and their commands and servers run as this user on this host: for development only, not an isolation boundary", "gateway", lp.URL(), "root", lp.Root())
 	return lp, nil
 }

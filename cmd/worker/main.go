@@ -30,6 +30,7 @@ import (
 	"github.com/sandboxq/sandboxq/dashboard"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/handlers"
+	"github.com/sandboxq/sandboxq/internal/redislog"
 	"github.com/sandboxq/sandboxq/internal/redisurl"
 	"github.com/sandboxq/sandboxq/worker"
 )
@@ -41,7 +42,7 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "worker:", err)
+		printError(os.Stderr, os.Getenv("LOG_FORMAT"), err)
 		os.Exit(1)
 	}
 }
@@ -70,10 +71,16 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	if err := cfg.validate(*dev); err != nil {
 		return err
 	}
+	if err := cfg.validateRanges(env); err != nil {
+		return err
+	}
 	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
+	// go-redis's own lines (failed dials, dropped connections) go through
+	// the same logger, so LOG_FORMAT=json output stays JSON.
+	redis.SetLogger(redislog.New(logger))
 
 	var closers []func() error
 	defer func() {
@@ -123,7 +130,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		Logger:          logger,
 		Concurrency:     cfg.Concurrency,
 		Queues:          cfg.Queues,
-		ShutdownTimeout: cfg.ShutdownTimeout,
+		ShutdownTimeout: cfg.shutdownTimeout(),
 		Handlers:        handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
 		Metrics:         metricsReg,
 		Watchers: worker.WatcherConfig{
@@ -138,11 +145,22 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		},
 	})
 	if err != nil {
-		return err
+		return workerError(err, env)
 	}
 	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", *dev,
 		"concurrency", cfg.Concurrency, "dashboard", dashboardURL(w.Addr(), cfg.DashboardPath), "events_service", cfg.EventsAddr)
 	return w.Run(ctx)
+}
+
+// printError prints the error that ends the program as one line: a JSON
+// record with LOG_FORMAT=json, so that output stays all JSON, else text.
+func printError(w io.Writer, format string, err error) {
+	msg := "worker: " + strings.ReplaceAll(err.Error(), "\n", "; ")
+	if strings.EqualFold(format, "json") {
+		slog.New(slog.NewJSONHandler(w, nil)).Error(msg)
+		return
+	}
+	fmt.Fprintln(w, msg)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

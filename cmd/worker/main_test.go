@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,7 +21,20 @@ import (
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+// runMainEnv makes the test binary run the worker's main instead of the
+// tests, so that tests can run the real program as a process.
+const runMainEnv = "SANDBOXQ_TEST_RUN_WORKER_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runMainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	if os.Getenv(servePIDEnv) == "1" {
+		os.Exit(servePID())
+	}
+	redistest.Main(m)
+}
 
 func TestStartupErrors(t *testing.T) {
 	t.Parallel()

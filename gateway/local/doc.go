@@ -64,8 +64,20 @@
 //     relative paths. Nothing is isolated beyond the file API.
 //   - Commands and servers do not inherit the provider's environment
 //     (which may hold the embedding process's credentials): they get PATH
-//     (Options.Path), HOME, the sandbox's create-time envs and their own
-//     env.
+//     (Options.Path), HOME, TMPDIR (the sandbox's /tmp, created on first
+//     use), the host's LANG, LANGUAGE, LC_* and TZ, PORT (servers), the
+//     sandbox's create-time envs and their own env. They still run as this
+//     process's user and are its children: on Linux a process of the same
+//     user can read /proc/<pid>/environ of the process that embeds the
+//     provider (the worker's, in cmd/worker -dev). That is why the provider
+//     is for development and not an isolation boundary.
+//   - Processes die with the provider, however it ends: every command and
+//     server is its own process group, started with the parent-death
+//     signal (SIGKILL) from a goroutine locked to its OS thread (the signal
+//     follows the creating thread, not the process), and registered with a
+//     small guard process that SIGKILLs every registered group when the
+//     provider's end of its pipe closes, so children of a group leader
+//     die too (proc.Guard, owned by the Provider).
 //   - A foreground /run/command runs in its own process group, which is
 //     SIGKILLed at timeout_ms (exit code 124, status failed, a note on
 //     stderr), when the client goes away, when the sandbox is destroyed,

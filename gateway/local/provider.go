@@ -123,6 +123,9 @@ type Provider struct {
 
 	faults *faultState
 	events *eventsHub
+	// guard kills the process groups of commands and servers when this
+	// process dies (nil if it could not start; Pdeathsig still applies).
+	guard *proc.Guard
 
 	// gate counts in-flight requests; closed refuses new ones.
 	gateMu   sync.Mutex
@@ -253,6 +256,9 @@ func Start(opts Options) (*Provider, error) {
 	}()
 	p.bg.Go(p.dropLoop)
 	p.bg.Go(p.events.acceptLoop)
+	if p.guard, err = proc.StartGuard(); err != nil {
+		p.log.Warn("sandbox processes may outlive a crash of this process", "err", err)
+	}
 	p.log.Info("local provider listening", slog.String("url", p.base), slog.String("root", p.root))
 	return p, nil
 }
@@ -356,6 +362,9 @@ func (p *Provider) Close() error {
 		<-p.serveDone
 		p.events.close()
 		p.bg.Wait()
+		if err := p.guard.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("process-group guard: %w", err))
+		}
 		if p.tempRoot {
 			if err := os.RemoveAll(p.root); err != nil {
 				errs = append(errs, err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/gateway/local/internal/proc"
 )
 
 const (
@@ -126,13 +127,22 @@ func (s *sandbox) runCommand(ctx context.Context, req gateway.RunCommandRequest)
 	}
 	defer s.endCommand()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	// Started with Pdeathsig on a locked thread, its group registered with
+	// the guard: the command dies with the provider, however it dies.
+	unlockThread, err := proc.StartLocked(cmd)
+	if err != nil {
 		return gateway.CommandResult{}, fmt.Errorf("start command: %v", err)
 	}
 	pid := cmd.Process.Pid
+	release, gerr := s.p.guard.Add(pid)
+	if gerr != nil {
+		s.p.log.Warn("command's process group is not guarded against the provider's death", "err", gerr)
+	}
 	s.trackCommand(pid, true)
 	waitErr := cmd.Wait()
 	_ = killGroup(pid) // leftovers of the finished shell
+	release()
+	unlockThread()
 	s.trackCommand(pid, false)
 	dur := time.Since(start)
 	timedOut = errors.Is(context.Cause(runCtx), errCommandTimeout)
@@ -197,10 +207,9 @@ func lookupShell(shell, path string) (string, error) {
 	return "", badRequest("shell %q not found", shell)
 }
 
-// commandEnv is PATH (Options.Path) and HOME (the sandbox directory), then
-// the sandbox's envs, then extra. The rest of the host environment is not
-// passed on: it may hold the credentials of the process that embeds the
-// provider.
+// commandEnv is baseEnv, then the sandbox's envs, then extra. The rest of
+// the host environment is not passed on: it may hold the credentials of the
+// process that embeds the provider.
 func (s *sandbox) commandEnv(extra map[string]string) ([]string, error) {
 	for k, v := range extra {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -210,7 +219,11 @@ func (s *sandbox) commandEnv(extra map[string]string) ([]string, error) {
 			return nil, badRequest("value of environment variable %s contains a NUL byte", k)
 		}
 	}
-	env := []string{"PATH=" + s.p.path, "HOME=" + s.dir}
+	base, err := s.baseEnv()
+	if err != nil {
+		return nil, err
+	}
+	env := envList(base)
 	env = append(env, envList(s.envs)...)
 	env = append(env, envList(extra)...)
 	return env, nil

@@ -325,7 +325,11 @@ func (s *sandbox) procConfig(o gateway.ServerStartOptions) (proc.Config, error) 
 		}
 		dir = host
 	}
-	vars := map[string]string{"PATH": s.p.path}
+	vars, err := s.baseEnv()
+	if err != nil {
+		return proc.Config{}, err
+	}
+	delete(vars, "HOME") // a server's HOME is its directory (proc.Config.Dir)
 	maps.Copy(vars, s.envs)
 	if o.EnvFile != "" {
 		f := o.EnvFile
@@ -362,6 +366,7 @@ func (s *sandbox) procConfig(o gateway.ServerStartOptions) (proc.Config, error) 
 		StopTimeout:   time.Duration(o.StopTimeoutMS) * time.Millisecond,
 		LogLimit:      s.p.logLimit,
 		Logger:        s.p.log,
+		Guard:         s.p.guard,
 	}
 	if hc := o.HealthCheck; hc != nil {
 		cfg.HealthCheck = &proc.HealthCheck{

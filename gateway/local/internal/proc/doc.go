@@ -30,8 +30,13 @@
 //
 // Commands run as /bin/sh -c in their own process group (Setpgid), in
 // Config.Dir, with stdin from /dev/null. The environment is not inherited:
-// it is PATH=DefaultPath and HOME=Dir, then Config.Env (which may override
-// both), then PORT. PID is the group leader, which is the real server when
+// it is PATH=DefaultPath and HOME=Dir, the host's locale and time zone
+// (HostLocale), then Config.Env (which may override them), then PORT. The
+// group dies with this process: its leader gets the parent-death signal
+// (StartLocked keeps the creating OS thread alive while the process runs,
+// since Linux sends the signal when that thread exits), and the group is
+// registered with Config.Guard (guard.go), which SIGKILLs it when this
+// process dies without a Stop. PID is the group leader, which is the real server when
 // sh execs a simple command. When the Start process exits on its own, any
 // process it left in its group is SIGKILLed at once, so an orphan never
 // keeps the port from a restart. Stop sends SIGTERM to the group, waits

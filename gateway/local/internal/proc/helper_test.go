@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 //	listen-exit  listen, accept one connection, read it to EOF, exit with
 //	             $EXIT_CODE.
 func helperMain(mode string) int {
+	if mode == "guard" {
+		return guardHelper()
+	}
 	port := os.Getenv("PORT")
 	l, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {

@@ -88,6 +88,9 @@ type Config struct {
 	ReadyPoll time.Duration // port probe interval before ready; 0 = DefaultReadyPoll
 
 	Logger *slog.Logger // nil = discard
+	// Guard, if set, registers every process group of the server so that
+	// it is killed when this process dies without a Stop (see Guard).
+	Guard *Guard
 }
 
 // State is a snapshot of a server. Pointer fields are copies owned by the

@@ -537,6 +537,10 @@ func TestEnvironment(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
 	}
+	for _, kv := range HostLocale() {
+		k, v, _ := strings.Cut(kv, "=")
+		want[k] = v
+	}
 	for k := range got {
 		if _, ok := want[k]; !ok {
 			t.Errorf("unexpected variable %s leaked into the environment", k)

@@ -162,11 +162,12 @@ func (s *Server) execute(ctx context.Context, command string, serve bool) result
 		Env:    s.env(port),
 		Stdout: outW,
 		Stderr: errW,
-		// Pdeathsig takes the leader down if the supervisor dies without
-		// a Stop; the rest of the group is beyond its reach.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		// StartLocked adds Pdeathsig, which takes the leader down if the
+		// supervisor dies without a Stop; Config.Guard covers the rest of
+		// the group.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	err = cmd.Start()
+	unlockThread, err := StartLocked(cmd)
 	_ = outW.Close()
 	_ = errW.Close()
 	if err != nil {
@@ -174,7 +175,13 @@ func (s *Server) execute(ctx context.Context, command string, serve bool) result
 		_ = errR.Close()
 		return result{err: err}
 	}
+	defer unlockThread()
 	pid := cmd.Process.Pid
+	release, gerr := s.cfg.Guard.Add(pid)
+	if gerr != nil {
+		s.log.WarnContext(ctx, "server's process group is not guarded against the provider's death", "err", gerr)
+	}
+	defer release()
 	s.log.InfoContext(ctx, "server process started", "pid", pid, "serve", serve, "port", port)
 	s.mu.Lock()
 	s.pgid = pid
@@ -284,11 +291,12 @@ func (s *Server) endGroup(pgid int, exited <-chan struct{}, grace time.Duration)
 	}
 }
 
-// env is the whole environment of a command: a minimal base, Config.Env,
-// then PORT. exec.Cmd keeps the last of duplicate names.
+// env is the whole environment of a command: a minimal base (PATH, HOME,
+// the host's locale and time zone), Config.Env, then PORT. exec.Cmd keeps the last of duplicate names.
 func (s *Server) env(port int) []string {
-	env := make([]string, 0, len(s.cfg.Env)+3)
+	env := make([]string, 0, len(s.cfg.Env)+8)
 	env = append(env, "PATH="+DefaultPath, "HOME="+s.cfg.Dir)
+	env = append(env, HostLocale()...)
 	env = append(env, s.cfg.Env...)
 	return append(env, "PORT="+strconv.Itoa(port))
 }

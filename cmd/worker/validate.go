@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/sandboxq/sandboxq/worker"
+)
+
+// workerFieldVars maps the worker.Config fields cmd/worker sets from the
+// environment to their variables, so that a *worker.ConfigError names what
+// the user set.
+var workerFieldVars = map[string]string{
+	"Concurrency":               "SANDBOXQ_CONCURRENCY",
+	"Queues":                    "SANDBOXQ_QUEUES",
+	"ShutdownTimeout":           "SANDBOXQ_SHUTDOWN_TIMEOUT",
+	"Handlers.LeaseTTL":         "SANDBOXQ_LEASE_TTL",
+	"Handlers.LeaseWait":        "SANDBOXQ_LEASE_WAIT",
+	"Watchers.Cap":              "SANDBOXQ_WATCHER_CAP",
+	"Maintenance.IdleTTL":       "SANDBOX_IDLE_TTL",
+	"Maintenance.CleanupSpec":   "CLEANUP_CRON",
+	"Maintenance.ReconcileSpec": "RECONCILE_CRON",
+	"HTTP.DashboardPath":        "DASHBOARD_PATH",
+	"HTTP.Addr":                 "DASHBOARD_ADDR",
+}
+
+// validateRanges checks the numeric, duration, queue and schedule settings
+// before anything connects: first the rules of the variables themselves
+// (a duration of 0 is not a default here), then worker.Config's own.
+func (c *Config) validateRanges(env envconfig.Lookuper) error {
+	if c.Concurrency < 1 || c.Concurrency > worker.MaxConcurrency {
+		return fmt.Errorf("SANDBOXQ_CONCURRENCY=%d: want 1 to %d", c.Concurrency, worker.MaxConcurrency)
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"SANDBOXQ_LEASE_TTL", c.LeaseTTL},
+		{"SANDBOXQ_LEASE_WAIT", c.LeaseWait},
+		{"SANDBOX_IDLE_TTL", c.IdleTTL},
+	} {
+		if d.d <= 0 {
+			return fmt.Errorf("%s=%v: want a duration greater than 0", d.name, d.d)
+		}
+	}
+	if c.ShutdownTimeout < 0 {
+		return fmt.Errorf("SANDBOXQ_SHUTDOWN_TIMEOUT=%v: want 0 (hand running tasks back at once) or more", c.ShutdownTimeout)
+	}
+	if c.WatcherCap < 0 {
+		return fmt.Errorf("SANDBOXQ_WATCHER_CAP=%d: want 0 or more", c.WatcherCap)
+	}
+	wc := worker.Config{
+		Concurrency: c.Concurrency, Queues: c.Queues, ShutdownTimeout: c.shutdownTimeout(),
+		Watchers:    worker.WatcherConfig{Cap: c.WatcherCap},
+		Maintenance: worker.MaintenanceConfig{IdleTTL: c.IdleTTL, CleanupSpec: c.CleanupCron, ReconcileSpec: c.ReconcileCron},
+	}
+	wc.Handlers.LeaseTTL, wc.Handlers.LeaseWait = c.LeaseTTL, c.LeaseWait
+	return workerError(wc.Validate(), env)
+}
+
+// shutdownTimeout is SANDBOXQ_SHUTDOWN_TIMEOUT for worker.Config, where 0
+// means the default: 0 here means no grace, so it becomes 1 ns.
+func (c *Config) shutdownTimeout() time.Duration {
+	if c.ShutdownTimeout == 0 {
+		return time.Nanosecond
+	}
+	return c.ShutdownTimeout
+}
+
+// workerError rewrites a *worker.ConfigError to name the environment
+// variable and the value as it was set; other errors pass unchanged.
+func workerError(err error, env envconfig.Lookuper) error {
+	var ce *worker.ConfigError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	name, ok := workerFieldVars[ce.Field]
+	if !ok {
+		return err
+	}
+	val := fmt.Sprint(ce.Value)
+	if raw, ok := env.Lookup(name); ok {
+		val = fmt.Sprintf("%q", raw)
+	}
+	return fmt.Errorf("%s=%s: %s", name, val, ce.Reason)
+}
