@@ -112,7 +112,7 @@ func opFor(f tasks.File) fileOp {
 	case f.Delete:
 		return fileOp{f, gateway.BatchFile{Path: f.Path, Operation: gateway.BatchDelete}}
 	case f.IsBinary():
-		return fileOp{f, gateway.BatchFile{Path: stagedFile(f).stage(), Operation: gateway.BatchWrite, Content: f.Content}}
+		return fileOp{f, gateway.BatchFile{Path: stage(f), Operation: gateway.BatchWrite, Content: f.Content}}
 	}
 	return fileOp{f, gateway.BatchFile{Path: f.Path, Operation: gateway.BatchWrite, Content: f.Content}}
 }
@@ -136,6 +136,7 @@ func applyFiles(ctx context.Context, d *gateway.Daemon, ops []fileOp, res *Files
 			done[r.Path] = true
 		}
 	}
+	var staged []tasks.File
 	for _, op := range ops {
 		var err error
 		if !done[op.wire.Path] {
@@ -143,20 +144,41 @@ func applyFiles(ctx context.Context, d *gateway.Daemon, ops []fileOp, res *Files
 			err = sendOne(ctx, d, op.wire)
 		}
 		if err == nil && op.f.IsBinary() {
-			err = stagedFile(op.f).decode(ctx, d)
+			staged = append(staged, op.f)
+			continue
 		}
-		switch {
-		case err == nil:
-			count(res, op.f)
-		case ctx.Err() != nil:
-			return ctxErr(ctx)
-		case isPermanent(err):
-			res.Failed = append(res.Failed, PathError{Path: op.f.Path, Error: errorText(err)})
-		default:
-			res.Pending = append(res.Pending, op.f.Path)
+		if err := record(ctx, res, op.f, err); err != nil {
+			return err
+		}
+	}
+	for i, err := range decodeStaged(ctx, d, staged) {
+		if err := record(ctx, res, staged[i], err); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// record counts f as done, failed or pending by err; it returns an error
+// only when ctx has ended.
+func record(ctx context.Context, res *FilesResult, f tasks.File, err error) error {
+	switch {
+	case err == nil:
+		count(res, f)
+	case ctx.Err() != nil:
+		return ctxErr(ctx)
+	case isPermanent(err):
+		res.Failed = append(res.Failed, PathError{Path: f.Path, Error: errorText(err)})
+	default:
+		res.Pending = append(res.Pending, f.Path)
+	}
+	return nil
+}
+
+// stage is the sandbox path of a binary file's staged base64 text.
+func stage(f tasks.File) string {
+	s, _ := stagedNames(f)
+	return s
 }
 
 // sendOne performs one batch operation on its own.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -165,7 +166,7 @@ func TestBinaryFileOntoDirectoryFails(t *testing.T) {
 	p := proj("binary-dir")
 	b.mustSucceed(t, b.ok(b.client.Enqueue(t.Context(), tasks.FilesWrite{Project: p, Files: []tasks.File{{Path: "/d/keep.txt", Content: "k"}}})), nil)
 	tf := b.mustFail(t, b.ok(b.client.Enqueue(t.Context(), tasks.FilesWrite{Project: p, Files: []tasks.File{tasks.BinaryFile("/d", []byte{0xff, 0x00})}})))
-	if !strings.Contains(tf.LastErr, "/d is a directory") {
+	if !strings.Contains(tf.LastErr, "d is a directory") {
 		t.Errorf("error %q does not say /d is a directory", tf.LastErr)
 	}
 	root := b.sandboxDir(t, p)
@@ -174,4 +175,63 @@ func TestBinaryFileOntoDirectoryFails(t *testing.T) {
 		t.Errorf("/d holds %d entries (err %v), want only keep.txt", len(ents), err)
 	}
 	noStages(t, root)
+}
+
+// TestManyBinaryFilesFewCommands: 600 binary files, with absolute and
+// relative paths and awkward names, are decoded by a few commands, not one
+// each; the one whose target is a directory fails alone and every other
+// file arrives intact.
+func TestManyBinaryFilesFewCommands(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.startWorker(t, nil)
+	p := proj("binary-many")
+	b.mustSucceed(t, b.ok(b.client.Enqueue(t.Context(), tasks.FilesWrite{Project: p, Files: []tasks.File{{Path: "/app/dir/keep.txt", Content: "k"}}})), nil)
+	want := map[string][]byte{}
+	var files []tasks.File
+	add := func(path string, data []byte) {
+		want[path] = data
+		files = append(files, tasks.BinaryFile(path, data))
+	}
+	for i := range 300 {
+		add(fmt.Sprintf("/app/icons/i-%d.bin", i), randomBytes(t, 64+i))
+		add(fmt.Sprintf("rel/i-%d.bin", i), randomBytes(t, 64+i))
+	}
+	add("/app/it's -odd.bin", randomBytes(t, 10))
+	add("-lead/x.bin", randomBytes(t, 10))
+	files = append(files, tasks.BinaryFile("/app/dir", []byte{0xff}))
+	before := countCommands(b.obs.Snapshot())
+	tf := b.mustFail(t, b.ok(b.client.Enqueue(t.Context(), tasks.FilesWrite{Project: p, Files: files})))
+	var res handlers.FilesResult
+	if err := jsonUnmarshal(tf.Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != len(want) || len(res.Failed) != 1 || res.Failed[0].Path != "/app/dir" || len(res.Pending) != 0 {
+		t.Fatalf("result written %d, failed %+v, pending %v; want %d written and /app/dir failed", res.Written, res.Failed, res.Pending, len(want))
+	}
+	n := countCommands(b.obs.Snapshot()) - before
+	if n != 2 {
+		t.Errorf("%d decode commands for %d files, want 2 (one for absolute paths, one for relative ones)", n, len(files))
+	}
+	t.Logf("%d files decoded by %d commands", len(files), n)
+	root := b.sandboxDir(t, p)
+	for path, data := range want {
+		got, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(path, "/"))))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: %d bytes (err %v), want the %d sent", path, len(got), err, len(data))
+		}
+	}
+	for _, dir := range []string{"app", "app/icons", "rel", "-lead", "app/dir"} {
+		noStages(t, filepath.Join(root, dir))
+	}
+}
+
+func countCommands(obs []local.Observation) int {
+	n := 0
+	for _, o := range obs {
+		if strings.HasSuffix(o.Path, "/run/command") {
+			n++
+		}
+	}
+	return n
 }
