@@ -45,6 +45,7 @@ type typedSchema struct {
 	AllOf         []typedSchema            `json:"allOf"`
 	OneOf         []openAPISchema          `json:"oneOf"`
 	Ref           string                   `json:"$ref"`
+	ResultOf      []string                 `json:"x-result-of"`
 	Discriminator *struct {
 		PropertyName string            `json:"propertyName"`
 		Mapping      map[string]string `json:"mapping"`
@@ -245,6 +246,9 @@ func TestOpenAPITaskResults(t *testing.T) {
 		if _, ok := plain.Components.Schemas[res]; !ok {
 			t.Errorf("%s: result %q is not a schema", ref, own.Properties["result"].Ref)
 			continue
+		}
+		if !slices.Contains(doc.Components.Schemas[res].ResultOf, typ) {
+			t.Errorf("%s: x-result-of %q does not list %s", res, doc.Components.Schemas[res].ResultOf, typ)
 		}
 		compareSchema(t, plain, typ+" result", plain.Components.Schemas[res], resultTypes[typ])
 	}
