@@ -64,6 +64,9 @@ func checkContent(field string, f File) (int, error) {
 			return 0, invalid(field+".content", "is %d bytes, more than the %d-byte limit per file", len(f.Content), MaxFileBytes)
 		}
 		if err := checkUTF8(field+".content", f.Content); err != nil {
+			if ve, ok := err.(*ValidationError); ok {
+				ve.Message += `; send bytes as base64 with "encoding": "base64"`
+			}
 			return 0, err
 		}
 		return len(f.Content), nil

@@ -63,7 +63,7 @@ func TestBinaryFileValidation(t *testing.T) {
 		{"bad base64", tasks.File{Path: "a.png", Content: "not base64!", Encoding: "base64"}, "files[0].content", "not valid base64"},
 		{"truncated base64", tasks.File{Path: "a.png", Content: b64([]byte("abcd"))[:5], Encoding: "base64"}, "files[0].content", "not valid base64"},
 		{"unknown encoding", tasks.File{Path: "a", Content: "00ff", Encoding: "hex"}, "files[0].encoding", `"hex"`},
-		{"binary as text", tasks.File{Path: "a.png", Content: "\xff\xfe"}, "files[0].content", "UTF-8"},
+		{"binary as text", tasks.File{Path: "a.png", Content: "\xff\xfe"}, "files[0].content", `encoding": "base64"`},
 		{"at the limit", tasks.BinaryFile("big", make([]byte, tasks.MaxFileBytes)), "", ""},
 		{"above the limit", tasks.BinaryFile("big", make([]byte, tasks.MaxFileBytes+1)), "files[0].content", "decodes to 10485761 bytes"},
 		{"far above the limit", tasks.File{Path: "big", Content: strings.Repeat("A", 3*tasks.MaxFileBytes), Encoding: "base64"}, "files[0].content", "decodes to more than"},
