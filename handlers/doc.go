@@ -40,6 +40,17 @@
 // replaced, unless that server is ready by then (retries after a worker
 // shutdown are not cancellation and leave it running).
 //
+// # Binary files
+//
+// The daemon's file API carries UTF-8 text only, so files:write writes a
+// base64 file as its base64 text to a stage beside the target and then
+// decodes it in place (base64 -d to a temporary name, an atomic mv onto the
+// target, rm of the stage). One command decodes every staged file of an
+// attempt, naming them relative to its cwd so that it means the same on
+// any daemon; see files_binary.go. A file counts as written only when that
+// command reports it decoded; until then it stays pending, and a retry
+// stages and decodes it again under the same name.
+//
 // # Sandbox lookups
 //
 // The gateway is the source of truth for a project's sandbox. Lookups are
