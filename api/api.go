@@ -49,6 +49,9 @@ type Options struct {
 	// Store is the project registry. Nil: GET /projects/{namespace}/{name}
 	// answers 503 (the event stream works without it).
 	Store *events.Store
+	// Gateway serves the read-through routes (sandbox, servers/{slug},
+	// files, env); see readthrough.go. Nil: they answer 503.
+	Gateway Gateway
 	// Tokens are the bearer tokens a request may carry (any one of them).
 	// Empty: no authentication, which is only allowed on a loopback
 	// ListenAddr.
@@ -179,6 +182,10 @@ func (a *API) routes() []route {
 		{http.MethodDelete, "/tasks/{queue}/{id}", a.cancelTask},
 		{http.MethodGet, "/projects/{namespace}/{name}", a.getProject},
 		{http.MethodGet, "/projects/{namespace}/{name}/events", a.projectEvents},
+		{http.MethodGet, "/projects/{namespace}/{name}/sandbox", a.getSandbox},
+		{http.MethodGet, "/projects/{namespace}/{name}/servers/{slug}", a.getServer},
+		{http.MethodGet, "/projects/{namespace}/{name}/files", a.getFile},
+		{http.MethodGet, "/projects/{namespace}/{name}/env", a.getEnv},
 		{http.MethodGet, "/openapi.json", a.openAPI},
 	}
 }

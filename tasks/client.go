@@ -202,7 +202,7 @@ func splitFiles(files []File) [][]File {
 		}
 	}
 	for _, f := range files {
-		n := len(f.Content)
+		n := f.Size()
 		if n > MaxTaskContentBytes {
 			flush()
 			chunks = append(chunks, []File{f})

@@ -129,12 +129,15 @@ func (SandboxDestroy) Options() []asynq.Option {
 
 func (p SandboxDestroy) normalize() Payload { p.Project = p.Project.Normalize(); return p }
 
-// File is one write or delete of a files:write task. Content is UTF-8 text
-// (the daemon's file API carries no binary).
+// File is one write or delete of a files:write task. Content is UTF-8
+// text, or with Encoding EncodingBase64 the standard base64 of the bytes to
+// write (build such a File with BinaryFile; Bytes decodes either kind).
+// Size limits count decoded bytes.
 type File struct {
-	Path    string `json:"path"`
-	Content string `json:"content,omitempty"`
-	Delete  bool   `json:"delete,omitempty"`
+	Path     string `json:"path"`
+	Content  string `json:"content,omitempty"`
+	Encoding string `json:"encoding,omitempty"`
+	Delete   bool   `json:"delete,omitempty"`
 }
 
 // FilesWrite writes and deletes files in one batch.
@@ -198,13 +201,11 @@ func checkFiles(files []File, perTask bool) error {
 		if f.Delete && f.Content != "" {
 			return invalid(field+".content", "must be empty when delete is true")
 		}
-		if len(f.Content) > MaxFileBytes {
-			return invalid(field+".content", "is %d bytes, more than the %d-byte limit per file", len(f.Content), MaxFileBytes)
-		}
-		if err := checkUTF8(field+".content", f.Content); err != nil {
+		n, err := checkContent(field, f)
+		if err != nil {
 			return err
 		}
-		total += len(f.Content)
+		total += n
 	}
 	if perTask && len(files) > 1 && total > MaxTaskContentBytes {
 		return invalid("files", "total content of %d bytes is more than the %d-byte limit per task; use Client.WriteFiles to split", total, MaxTaskContentBytes)

@@ -235,6 +235,7 @@ func New(cfg Config) (w *Worker, err error) {
 	if !cfg.HTTP.APIDisabled {
 		if w.api, err = api.New(api.Options{
 			Client: tasks.NewClient(cfg.Redis), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
+			Gateway:    cfg.Gateway,
 			ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
 		}); err != nil {
 			return nil, err
