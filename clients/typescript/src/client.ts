@@ -2,7 +2,7 @@ import { NotFoundError } from "./errors.js";
 import { Transport, type ClientOptions, type RequestOptions } from "./http.js";
 import { Sandbox, projectPath, type ProjectRef } from "./sandbox.js";
 import { run, type NoWait, type TaskHandle, type TaskOptions } from "./tasks.js";
-import type { Bodies, Results, SandboxWire } from "./wire.js";
+import type { Body, Result, SandboxWire } from "./wire.js";
 
 /** Options of {@link Sandboxq.findOrCreate}: the project, and how to create its sandbox if it has none. */
 export type FindOrCreateParams = ProjectRef & {
@@ -43,7 +43,7 @@ export class Sandboxq {
   findOrCreate(p: FindOrCreateParams, o?: TaskOptions): Promise<Sandbox>;
   findOrCreate(p: FindOrCreateParams, o: TaskOptions = {}): Promise<Sandbox | TaskHandle<Sandbox>> {
     const id = project(p);
-    const body: Bodies["sandbox:ensure"] = {
+    const body: Body<"sandbox:ensure"> = {
       ...id,
       timeout_ms: p.timeout,
       provider: p.provider,
@@ -51,8 +51,8 @@ export class Sandboxq {
       metadata: p.metadata,
       envs: p.envs,
     };
-    return run(this.#t, "sandbox:ensure", body, o, (rs: Results["sandbox:ensure"][]) => {
-      const r = rs[0] as Results["sandbox:ensure"];
+    return run(this.#t, "sandbox:ensure", body, o, (rs: Result<"sandbox:ensure">[]) => {
+      const r = rs[0] as Result<"sandbox:ensure">;
       return new Sandbox(this.#t, { ...id, sandbox_id: r.sandbox_id, provider: r.provider ?? "", status: r.status });
     });
   }

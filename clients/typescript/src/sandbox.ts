@@ -2,7 +2,7 @@ import { NotFoundError } from "./errors.js";
 import { streamEvents, type EventsOptions, type SandboxEvent, type SandboxStatusChangedEvent, type ServerStatus, type ServerStatusChangedEvent } from "./events.js";
 import type { RequestOptions, Transport } from "./http.js";
 import { run, type NoWait, type TaskHandle, type TaskOptions } from "./tasks.js";
-import type { Bodies, EnvWire, FileContentWire, FileWire, HealthCheckWire, Results, SandboxWire, ServerWire } from "./wire.js";
+import type { Body, EnvWire, FileContentWire, FileWire, HealthCheckWire, Result, SandboxWire, ServerWire } from "./wire.js";
 
 type Camel<S extends string> = S extends `${infer H}_${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
 /** Camelize renames the top-level keys of a wire type from snake_case to camelCase, keeping their types and optionality. */
@@ -12,12 +12,12 @@ export type Camelize<T> = { [K in keyof T as K extends string ? Camel<K> : K]: T
 export type ProjectRef = { projectGroupId: string; tenantKey?: string } | { name: string; namespace?: string };
 
 /** Options of servers.start: the server:start payload of the OpenAPI document, camelCased. */
-export type ServerStartParams = Camelize<Omit<Bodies["server:start"], "namespace" | "name" | "wait" | "ensure" | "health_check">> & {
+export type ServerStartParams = Camelize<Omit<Body<"server:start">, "namespace" | "name" | "wait" | "ensure" | "health_check">> & {
   healthCheck?: Camelize<HealthCheckWire>;
 };
 
 /** Options of servers.restart. */
-export type ServerRestartParams = Camelize<Omit<Bodies["server:restart"], "namespace" | "name" | "slug" | "wait">>;
+export type ServerRestartParams = Camelize<Omit<Body<"server:restart">, "namespace" | "name" | "slug" | "wait">>;
 
 /** A managed server. */
 export interface ServerInfo {
@@ -55,7 +55,7 @@ export interface BatchFile {
 }
 
 /** Options of commands.run: the command:run payload of the OpenAPI document, camelCased. */
-export type CommandParams = Camelize<Omit<Bodies["command:run"], "namespace" | "name" | "ensure">>;
+export type CommandParams = Camelize<Omit<Body<"command:run">, "namespace" | "name" | "ensure">>;
 
 /** The result of commands.run. */
 export interface CommandResult {
@@ -94,7 +94,7 @@ function toServer(w: ServerWire): ServerResult {
   if (w.port) r.port = w.port;
   if (typeof w.exit_code === "number") r.exitCode = w.exit_code;
   if (w.error) r.error = w.error;
-  const x = w as Results["server:start"];
+  const x = w as Result<"server:start">;
   if (typeof x.waited_ms === "number") r.waitedMs = x.waited_ms;
   if (x.action) r.action = x.action;
   return r;
@@ -114,7 +114,7 @@ export class Servers {
   start(p: ServerStartParams, o?: TaskOptions): Promise<ServerResult>;
   start(p: ServerStartParams, o: TaskOptions = {}): Promise<ServerResult | TaskHandle<ServerResult>> {
     const hc = p.healthCheck;
-    const body: Bodies["server:start"] = {
+    const body: Body<"server:start"> = {
       ...projectBody(this.#c),
       slug: p.slug,
       command: p.command,
@@ -129,23 +129,23 @@ export class Servers {
       wait_for: p.waitFor,
       wait_timeout_ms: p.waitTimeoutMs,
     };
-    return run(this.#c.t, "server:start", body, o, (rs: Results["server:start"][]) => toServer(one(rs)));
+    return run(this.#c.t, "server:start", body, o, (rs: Result<"server:start">[]) => toServer(one(rs)));
   }
 
   /** Stops a server. */
   stop(slug: string, o: TaskOptions & NoWait): Promise<TaskHandle<ServerResult>>;
   stop(slug: string, o?: TaskOptions): Promise<ServerResult>;
   stop(slug: string, o: TaskOptions = {}): Promise<ServerResult | TaskHandle<ServerResult>> {
-    const body: Bodies["server:stop"] = { ...projectBody(this.#c), slug };
-    return run(this.#c.t, "server:stop", body, o, (rs: Results["server:stop"][]) => toServer(one(rs)));
+    const body: Body<"server:stop"> = { ...projectBody(this.#c), slug };
+    return run(this.#c.t, "server:stop", body, o, (rs: Result<"server:stop">[]) => toServer(one(rs)));
   }
 
   /** Restarts a server and resolves once it is ready again (by default). */
   restart(slug: string, o: TaskOptions & ServerRestartParams & NoWait): Promise<TaskHandle<ServerResult>>;
   restart(slug: string, o?: TaskOptions & ServerRestartParams): Promise<ServerResult>;
   restart(slug: string, o: TaskOptions & ServerRestartParams = {}): Promise<ServerResult | TaskHandle<ServerResult>> {
-    const body: Bodies["server:restart"] = { ...projectBody(this.#c), slug, wait_for: o.waitFor, wait_timeout_ms: o.waitTimeoutMs };
-    return run(this.#c.t, "server:restart", body, o, (rs: Results["server:restart"][]) => toServer(one(rs)));
+    const body: Body<"server:restart"> = { ...projectBody(this.#c), slug, wait_for: o.waitFor, wait_timeout_ms: o.waitTimeoutMs };
+    return run(this.#c.t, "server:restart", body, o, (rs: Result<"server:restart">[]) => toServer(one(rs)));
   }
 
   /** The server as the sandbox's daemon reports it now (no task); null when there is no such server or no sandbox. */
@@ -174,7 +174,7 @@ function base64(b: Uint8Array): string {
   return btoa(s);
 }
 
-function sumFiles(rs: Results["files:write"][]): FilesResult {
+function sumFiles(rs: Result<"files:write">[]): FilesResult {
   return rs.reduce<FilesResult>((a, r) => ({ written: a.written + r.written, deleted: a.deleted + r.deleted, bytes: a.bytes + r.bytes }), { written: 0, deleted: 0, bytes: 0 });
 }
 
@@ -216,7 +216,7 @@ export class Files {
   }
 
   #send(files: FileWire[], o: TaskOptions): Promise<FilesResult | TaskHandle<FilesResult>> {
-    const body: Bodies["files:write"] = { ...projectBody(this.#c), files };
+    const body: Body<"files:write"> = { ...projectBody(this.#c), files };
     return run(this.#c.t, "files:write", body, o, sumFiles);
   }
 }
@@ -232,8 +232,8 @@ export class Commands {
   run(p: CommandParams, o: TaskOptions & NoWait): Promise<TaskHandle<CommandResult>>;
   run(p: CommandParams, o?: TaskOptions): Promise<CommandResult>;
   run(p: CommandParams, o: TaskOptions = {}): Promise<CommandResult | TaskHandle<CommandResult>> {
-    const body: Bodies["command:run"] = { ...projectBody(this.#c), command: p.command, cwd: p.cwd, env: p.env, timeout_ms: p.timeoutMs, fail_on_nonzero: p.failOnNonzero };
-    return run(this.#c.t, "command:run", body, o, (rs: Results["command:run"][]) => {
+    const body: Body<"command:run"> = { ...projectBody(this.#c), command: p.command, cwd: p.cwd, env: p.env, timeout_ms: p.timeoutMs, fail_on_nonzero: p.failOnNonzero };
+    return run(this.#c.t, "command:run", body, o, (rs: Result<"command:run">[]) => {
       const r = one(rs);
       const out: CommandResult = { exitCode: r.exit_code, stdout: r.stdout, stderr: r.stderr, truncated: !!(r.stdout_truncated || r.stderr_truncated) };
       if (typeof r.duration_ms === "number") out.durationMs = r.duration_ms;
@@ -253,16 +253,16 @@ export class Env {
   update(vars: Record<string, string>, o: TaskOptions & EnvOptions & NoWait): Promise<TaskHandle<string[]>>;
   update(vars: Record<string, string>, o?: TaskOptions & EnvOptions): Promise<string[]>;
   update(vars: Record<string, string>, o: TaskOptions & EnvOptions = {}): Promise<string[] | TaskHandle<string[]>> {
-    const body: Bodies["env:update"] = { ...projectBody(this.#c), file: o.file, set: vars };
-    return run(this.#c.t, "env:update", body, o, (rs: Results["env:update"][]) => one(rs).set ?? []);
+    const body: Body<"env:update"> = { ...projectBody(this.#c), file: o.file, set: vars };
+    return run(this.#c.t, "env:update", body, o, (rs: Result<"env:update">[]) => one(rs).set ?? []);
   }
 
   /** Removes variables; resolves with the names removed. */
   remove(keys: string[], o: TaskOptions & EnvOptions & NoWait): Promise<TaskHandle<string[]>>;
   remove(keys: string[], o?: TaskOptions & EnvOptions): Promise<string[]>;
   remove(keys: string[], o: TaskOptions & EnvOptions = {}): Promise<string[] | TaskHandle<string[]>> {
-    const body: Bodies["env:update"] = { ...projectBody(this.#c), file: o.file, remove: keys };
-    return run(this.#c.t, "env:update", body, o, (rs: Results["env:update"][]) => one(rs).removed ?? []);
+    const body: Body<"env:update"> = { ...projectBody(this.#c), file: o.file, remove: keys };
+    return run(this.#c.t, "env:update", body, o, (rs: Result<"env:update">[]) => one(rs).removed ?? []);
   }
 
   /** The variables of the env file (no task). */
@@ -348,8 +348,8 @@ export class Sandbox {
   destroy(o?: TaskOptions): Promise<boolean>;
   destroy(o: TaskOptions = {}): Promise<boolean | TaskHandle<boolean>> {
     this.unsubscribeFromEvents();
-    const body: Bodies["sandbox:destroy"] = projectBody(this.#c);
-    return run(this.#c.t, "sandbox:destroy", body, o, (rs: Results["sandbox:destroy"][]) => one(rs).destroyed);
+    const body: Body<"sandbox:destroy"> = projectBody(this.#c);
+    return run(this.#c.t, "sandbox:destroy", body, o, (rs: Result<"sandbox:destroy">[]) => one(rs).destroyed);
   }
 
   /**

@@ -1,82 +1,34 @@
-// The wire types: what travels over HTTP, snake_case, as the OpenAPI
-// document (api/openapi.json, generated into generated/openapi.ts) says.
-// The hand-written layer maps them to and from the camelCase types of the
-// public API; tsc checks every mapping against these.
-import type { components } from "./generated/openapi.js";
+// The wire types: what travels over HTTP, snake_case, exactly as the
+// OpenAPI document (api/openapi.json, generated into generated/openapi.ts)
+// says. Each task type's request body is the schema of its own literal
+// path (POST /tasks/server:start), and its result the result of its member
+// of the Task union, so tsc checks every mapping of the hand-written layer
+// against the document.
+import type { components, paths } from "./generated/openapi.js";
 
 type S = components["schemas"];
 
-/** Every task type the API enqueues. */
-export type TaskType =
-  | "sandbox:ensure"
-  | "sandbox:destroy"
-  | "files:write"
-  | "server:start"
-  | "server:stop"
-  | "server:restart"
-  | "command:run"
-  | "env:update"
-  | "workflow:run"
-  | "maintenance:cleanup"
-  | "maintenance:reconcile";
+/** Every task the API reads, discriminated by type. */
+export type TaskStatus = S["Task"];
 
-/** The request body of each task type the client sends. */
-export interface Bodies {
-  "sandbox:ensure": S["SandboxEnsure"];
-  "sandbox:destroy": S["SandboxDestroy"];
-  "files:write": S["FilesWrite"];
-  "server:start": S["ServerStart"];
-  "server:stop": S["ServerStop"];
-  "server:restart": S["ServerRestart"];
-  "command:run": S["CommandRun"];
-  "env:update": S["EnvUpdate"];
-}
+/** Every task type the API enqueues. */
+export type TaskType = TaskStatus["type"];
+
+/** The request body of a task type: the schema of POST /tasks/{that type}. */
+export type Body<T extends TaskType> = `/tasks/${T}` extends keyof paths
+  ? paths[`/tasks/${T}`] extends { post: { requestBody?: { content: { "application/json": infer B } } } }
+    ? B
+    : never
+  : never;
+
+/** The result of a task type. */
+export type Result<T extends TaskType> = NonNullable<Extract<TaskStatus, { type: T }>["result"]>;
 
 export type Enqueued = S["EnqueueAnswer"];
-export type TaskStatus = S["TaskStatus"];
 export type EventWire = S["Event"];
 export type HealthCheckWire = S["HealthCheck"];
-export type FileWire = S["File"] & { encoding?: "utf8" | "base64" };
-
-/** The result of each task type. */
-export interface Results {
-  "sandbox:ensure": { sandbox_id: string; provider?: string; created: boolean; status: string };
-  "sandbox:destroy": { destroyed: boolean; sandbox_id?: string };
-  "files:write": { written: number; deleted: number; bytes: number; files?: number; failed?: { path: string; error: string }[]; pending?: string[] };
-  "server:start": ServerWire & { waited_ms?: number; action?: string };
-  "server:stop": ServerWire & { waited_ms?: number; action?: string };
-  "server:restart": ServerWire & { waited_ms?: number; action?: string };
-  "command:run": { exit_code: number; stdout: string; stderr: string; stdout_truncated?: boolean; stderr_truncated?: boolean; duration_ms?: number };
-  "env:update": { file: string; set?: string[]; removed?: string[] };
-}
-
-/** A server as the daemon reports it. */
-export interface ServerWire {
-  slug: string;
-  status: string;
-  url?: string;
-  port?: number;
-  exit_code?: number;
-  error?: string;
-}
-
-/** GET /projects/{namespace}/{name}/sandbox. */
-export interface SandboxWire {
-  sandbox_id: string;
-  namespace: string;
-  name: string;
-  provider?: string;
-  status?: string;
-}
-
-/** GET /projects/{namespace}/{name}/files. */
-export interface FileContentWire {
-  path: string;
-  content: string;
-}
-
-/** GET /projects/{namespace}/{name}/env. */
-export interface EnvWire {
-  file: string;
-  env: Record<string, string>;
-}
+export type FileWire = S["File"];
+export type ServerWire = S["ServerView"] | Result<"server:start">;
+export type SandboxWire = S["SandboxView"];
+export type FileContentWire = S["FileView"];
+export type EnvWire = S["EnvView"];

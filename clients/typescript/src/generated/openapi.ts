@@ -28,6 +28,226 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tasks/sandbox:ensure": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue sandbox:ensure
+         * @description POST /tasks/{type} with type sandbox:ensure, typed: Find or create the project's sandbox (deduplicated: while one is live, the same task is returned with duplicate=true). Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueSandboxEnsure"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/sandbox:destroy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue sandbox:destroy
+         * @description POST /tasks/{type} with type sandbox:destroy, typed: Destroy the project's sandbox (deduplicated like sandbox:ensure). Nothing to destroy is success. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueSandboxDestroy"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/files:write": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue files:write
+         * @description POST /tasks/{type} with type files:write, typed: Write and delete files. A set above 4 MiB of content or 1000 files is split into several tasks, each file in exactly one (the answer lists them all in tasks). Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueFilesWrite"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/server:start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue server:start
+         * @description POST /tasks/{type} with type server:start, typed: Start a managed server (or leave the same one running, or restart it if it stopped or failed), then by default wait until it is ready. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueServerStart"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/server:stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue server:stop
+         * @description POST /tasks/{type} with type server:stop, typed: Stop a managed server. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueServerStop"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/server:restart": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue server:restart
+         * @description POST /tasks/{type} with type server:restart, typed: Restart a managed server and by default wait as server:start does. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueServerRestart"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/command:run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue command:run
+         * @description POST /tasks/{type} with type command:run, typed: Run a shell command in the sandbox. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueCommandRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/env:update": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue env:update
+         * @description POST /tasks/{type} with type env:update, typed: Set and remove variables of an env file. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueEnvUpdate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/workflow:run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue workflow:run
+         * @description POST /tasks/{type} with type workflow:run, typed: Run steps in order, checkpointing each; a retry resumes at the first unfinished step. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueWorkflowRun"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/maintenance:cleanup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue maintenance:cleanup
+         * @description POST /tasks/{type} with type maintenance:cleanup, typed: Enqueue sandbox:destroy for sandboxes idle longer than idle_ttl. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueMaintenanceCleanup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/maintenance:reconcile": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enqueue maintenance:reconcile
+         * @description POST /tasks/{type} with type maintenance:reconcile, typed: Refresh the sandbox registry. Same behaviour, Idempotency-Key handling and answers as enqueueTask.
+         */
+        post: operations["enqueueMaintenanceReconcile"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tasks/{queue}/{id}": {
         parameters: {
             query?: never;
@@ -106,6 +326,86 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/projects/{namespace}/{name}/sandbox": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The project's live sandbox
+         * @description A live find through the gateway (no task, no registry): the sandbox the project has now. 404 when it has none. Nothing is created.
+         */
+        get: operations["getSandbox"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{namespace}/{name}/servers/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A managed server, fresh from the daemon
+         * @description Finds the project's sandbox through the gateway and reads the server from its daemon (GET /servers/{slug}); no task, no registry.
+         */
+        get: operations["getServer"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{namespace}/{name}/files": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file's text content
+         * @description Finds the project's sandbox through the gateway and reads the file through the daemon's file API, which carries UTF-8 text only (bytes that are not UTF-8 come back replaced).
+         */
+        get: operations["readFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{namespace}/{name}/env": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An env file's variables
+         * @description Finds the project's sandbox through the gateway and reads the env file through the daemon (GET /env?file=). The answer holds the values: treat it as a secret.
+         */
+        get: operations["readEnv"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -144,8 +444,14 @@ export interface components {
         File: {
             /** @description Path in the sandbox; may not escape its root. */
             path: string;
-            /** @description UTF-8 text, at most 10 MiB. */
+            /** @description The file's content: UTF-8 text, or with encoding base64 the standard (padded) base64 of its bytes. At most 10 MiB (decoded bytes). */
             content?: string;
+            /**
+             * @description How content is written: utf-8 text (the default) or base64 for binary files. The worker writes base64 content as a staged text file beside the target and decodes it in place with a command (base64 -d, then an atomic rename).
+             * @default utf-8
+             * @enum {string}
+             */
+            encoding?: "utf-8" | "base64";
             /** @description Delete the path (content must be empty). */
             delete?: boolean;
         };
@@ -411,9 +717,416 @@ export interface components {
             /** @description Owner id of the worker process watching the sandbox ("" if none). */
             watcher?: string;
         };
+        SandboxView: {
+            sandbox_id: string;
+            namespace: string;
+            name: string;
+            provider: string;
+            /** @description The gateway's status of the sandbox ("ready"; also when the gateway gives none). */
+            status: string;
+        };
+        ServerView: {
+            slug: string;
+            /** @enum {string} */
+            status: "installing" | "starting" | "running" | "ready" | "failed" | "stopped" | "restarting";
+            /** @description Public URL once the port is known, else "". */
+            url: string;
+            /** @description Listening port once known, else 0. */
+            port: number;
+            /** @description Exit code of the last process, null while none has exited. */
+            exit_code: number | null;
+            /** @description The daemon's error for a failed server, else "". */
+            error: string;
+        };
+        FileView: {
+            /** @description The path read, cleaned. */
+            path: string;
+            /** @description UTF-8 text. */
+            content: string;
+        };
+        EnvView: {
+            file: string;
+            /** @description Variable names and values. */
+            env: {
+                [key: string]: string;
+            };
+        };
+        /** @description Result of sandbox:ensure. */
+        SandboxEnsureResult: {
+            sandbox_id: string;
+            provider?: string;
+            /** @description This task created the sandbox. */
+            created: boolean;
+            status: string;
+        };
+        /** @description Result of sandbox:destroy. */
+        SandboxDestroyResult: {
+            /** @description false: there was nothing to destroy (success). */
+            destroyed: boolean;
+            sandbox_id?: string;
+        };
+        PathError: {
+            path: string;
+            error: string;
+        };
+        /** @description Result of files:write. */
+        FilesWriteResult: {
+            written: number;
+            deleted: number;
+            /** @description Bytes written (decoded bytes for base64 files). */
+            bytes: number;
+            /** @description Paths no retry can write. */
+            failed?: components["schemas"]["PathError"][];
+            /** @description Paths a retry still has to write. */
+            pending?: string[];
+            files: number;
+        };
+        /** @description Result (and progress while waiting) of server:start, server:stop and server:restart. */
+        ServerResult: {
+            slug: string;
+            /** @enum {string} */
+            status: "installing" | "starting" | "running" | "ready" | "failed" | "stopped" | "restarting";
+            url?: string;
+            port?: number;
+            exit_code?: number;
+            error?: string;
+            waited_ms: number;
+            /**
+             * @description What the task did.
+             * @enum {string}
+             */
+            action?: "started" | "restarted" | "unchanged" | "stopped" | "absent";
+        };
+        /** @description Result of command:run. */
+        CommandRunResult: {
+            exit_code: number;
+            /** @description At most 64 KiB. */
+            stdout: string;
+            /** @description At most 64 KiB. */
+            stderr: string;
+            stdout_truncated?: boolean;
+            stderr_truncated?: boolean;
+            duration_ms: number;
+        };
+        /** @description Result of env:update. */
+        EnvUpdateResult: {
+            file: string;
+            /** @description Names set (never values). */
+            set?: string[];
+            removed?: string[];
+        };
+        StepResult: {
+            type: string;
+            /** @enum {string} */
+            status: "pending" | "done" | "failed";
+            /** @description The step's result: the result schema of its type. */
+            result?: unknown;
+            error?: string;
+        };
+        /** @description Result of workflow:run: one entry per step; a retry skips the done ones. */
+        WorkflowRunResult: {
+            steps: components["schemas"]["StepResult"][];
+        };
+        Failure: {
+            namespace: string;
+            name: string;
+            error: string;
+        };
+        DestroyEnqueued: {
+            namespace: string;
+            name: string;
+            sandbox_id: string;
+            /** Format: date-time */
+            last_used: string;
+            task_id: string;
+            duplicate: boolean;
+        };
+        /** @description Result of maintenance:cleanup. */
+        MaintenanceCleanupResult: {
+            idle_ttl: string;
+            /** Format: date-time */
+            cutoff: string;
+            idle: number;
+            enqueued: components["schemas"]["DestroyEnqueued"][];
+            failures?: components["schemas"]["Failure"][];
+            truncated?: boolean;
+        };
+        /** @description Result of maintenance:reconcile. */
+        MaintenanceReconcileResult: {
+            checked: number;
+            alive: number;
+            marked_destroyed: number;
+            removed: number;
+            replaced: number;
+            revived: number;
+            claimed: number;
+            servers_updated: number;
+            failures?: components["schemas"]["Failure"][];
+            truncated?: boolean;
+        };
+        /** @description What every task read has; Task adds type and its typed result. */
+        TaskBase: {
+            id: string;
+            queue: string;
+            /**
+             * @description completed and archived are final. deleted appears only in the answer to DELETE, for a task removed while it was cancelled.
+             * @enum {string}
+             */
+            state: "pending" | "active" | "scheduled" | "retry" | "archived" | "completed" | "aggregating" | "deleted";
+            last_error?: string;
+            /** @description Attempts that failed and were retried so far. */
+            retried: number;
+            max_retry: number;
+            /** @description The task was archived because it was cancelled. */
+            cancelled?: boolean;
+            /** Format: date-time */
+            next_process_at?: string;
+            /** Format: date-time */
+            last_failed_at?: string;
+            /** Format: date-time */
+            completed_at?: string;
+        };
+        SandboxEnsureTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "sandbox:ensure";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["SandboxEnsureResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "sandbox:ensure";
+        };
+        SandboxDestroyTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "sandbox:destroy";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["SandboxDestroyResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "sandbox:destroy";
+        };
+        FilesWriteTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "files:write";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["FilesWriteResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "files:write";
+        };
+        ServerStartTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "server:start";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["ServerResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "server:start";
+        };
+        ServerStopTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "server:stop";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["ServerResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "server:stop";
+        };
+        ServerRestartTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "server:restart";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["ServerResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "server:restart";
+        };
+        CommandRunTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "command:run";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["CommandRunResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "command:run";
+        };
+        EnvUpdateTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "env:update";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["EnvUpdateResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "env:update";
+        };
+        WorkflowRunTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "workflow:run";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["WorkflowRunResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "workflow:run";
+        };
+        MaintenanceCleanupTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "maintenance:cleanup";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["MaintenanceCleanupResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "maintenance:cleanup";
+        };
+        MaintenanceReconcileTask: components["schemas"]["TaskBase"] & {
+            /** @constant */
+            type: "maintenance:reconcile";
+            /** @description Final once completed, the latest progress while active; redacted (see TaskStatus.result). */
+            result?: components["schemas"]["MaintenanceReconcileResult"];
+        } & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "maintenance:reconcile";
+        };
+        /** @description A task's state and typed result, discriminated by type. */
+        Task: components["schemas"]["SandboxEnsureTask"] | components["schemas"]["SandboxDestroyTask"] | components["schemas"]["FilesWriteTask"] | components["schemas"]["ServerStartTask"] | components["schemas"]["ServerStopTask"] | components["schemas"]["ServerRestartTask"] | components["schemas"]["CommandRunTask"] | components["schemas"]["EnvUpdateTask"] | components["schemas"]["WorkflowRunTask"] | components["schemas"]["MaintenanceCleanupTask"] | components["schemas"]["MaintenanceReconcileTask"];
     };
-    responses: never;
-    parameters: never;
+    responses: {
+        /** @description Enqueued (or, with duplicate=true, an existing live task). */
+        EnqueueAccepted: {
+            headers: {
+                /** @description Present when the answer is the recorded answer of an earlier request with the same Idempotency-Key. */
+                "Idempotent-Replayed"?: "true";
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["EnqueueAnswer"];
+            };
+        };
+        /** @description Invalid payload (field names it), invalid JSON, a bad query parameter or Idempotency-Key. */
+        EnqueueBadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Missing or invalid bearer token. */
+        Unauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description A request with this Idempotency-Key is still in progress. */
+        IdempotencyInProgress: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Request body larger than the limit (16 MiB by default). */
+        BodyTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Content-Type is not JSON, or Content-Encoding is neither identity nor gzip. */
+        UnsupportedMedia: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Idempotency-Key reused with a different request. */
+        IdempotencyKeyReused: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description Internal error (logged by the server). */
+        InternalError: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The gateway or the sandbox daemon failed or could not be reached (details in the server log). */
+        BadGateway: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The server has no gateway configured for reads. */
+        NoGateway: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+    };
+    parameters: {
+        /** @description Override the type's default queue (a worker must serve it). */
+        Queue: string;
+        /** @description Override the type's MaxRetry (default 8). */
+        MaxRetry: number;
+        /** @description Printable ASCII. */
+        IdempotencyKey: string;
+        /** @description Project namespace ("default" unless you chose one); percent-encode a / in it. */
+        Namespace: string;
+        /** @description Project name. */
+        Name: string;
+    };
     requestBodies: never;
     headers: never;
     pathItems: never;
@@ -529,6 +1242,347 @@ export interface operations {
             };
         };
     };
+    enqueueSandboxEnsure: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SandboxEnsure"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueSandboxDestroy: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SandboxDestroy"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueFilesWrite: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["FilesWrite"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueServerStart: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ServerStart"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueServerStop: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ServerStop"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueServerRestart: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ServerRestart"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueCommandRun: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CommandRun"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueEnvUpdate: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["EnvUpdate"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueWorkflowRun: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WorkflowRun"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueMaintenanceCleanup: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MaintenanceCleanup"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
+    enqueueMaintenanceReconcile: {
+        parameters: {
+            query?: {
+                /** @description Override the type's default queue (a worker must serve it). */
+                queue?: components["parameters"]["Queue"];
+                /** @description Override the type's MaxRetry (default 8). */
+                max_retry?: components["parameters"]["MaxRetry"];
+            };
+            header?: {
+                /** @description Printable ASCII. */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MaintenanceReconcile"];
+            };
+        };
+        responses: {
+            202: components["responses"]["EnqueueAccepted"];
+            400: components["responses"]["EnqueueBadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["IdempotencyInProgress"];
+            413: components["responses"]["BodyTooLarge"];
+            415: components["responses"]["UnsupportedMedia"];
+            422: components["responses"]["IdempotencyKeyReused"];
+            500: components["responses"]["InternalError"];
+        };
+    };
     getTask: {
         parameters: {
             query?: {
@@ -544,13 +1598,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The task. */
+            /** @description The task, typed by its type. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["TaskStatus"];
+                    "application/json": components["schemas"]["Task"];
                 };
             };
             /** @description Bad wait. */
@@ -776,6 +1830,197 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+        };
+    };
+    getSandbox: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project namespace ("default" unless you chose one); percent-encode a / in it. */
+                namespace: components["parameters"]["Namespace"];
+                /** @description Project name. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SandboxView"];
+                };
+            };
+            /** @description Invalid namespace or name, or a query parameter. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The project has no live sandbox. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["NoGateway"];
+        };
+    };
+    getServer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project namespace ("default" unless you chose one); percent-encode a / in it. */
+                namespace: components["parameters"]["Namespace"];
+                /** @description Project name. */
+                name: components["parameters"]["Name"];
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServerView"];
+                };
+            };
+            /** @description Invalid namespace, name or slug, or a query parameter. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The project has no live sandbox, or the sandbox has no such server. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["NoGateway"];
+        };
+    };
+    readFile: {
+        parameters: {
+            query: {
+                /** @description Path in the sandbox ("/app/src/index.ts"); may not escape its root. */
+                path: string;
+            };
+            header?: never;
+            path: {
+                /** @description Project namespace ("default" unless you chose one); percent-encode a / in it. */
+                namespace: components["parameters"]["Namespace"];
+                /** @description Project name. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileView"];
+                };
+            };
+            /** @description Missing or invalid path (field names it), invalid namespace or name, or an unknown query parameter; or the daemon refused the path. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The project has no live sandbox, or there is no such file. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["NoGateway"];
+        };
+    };
+    readEnv: {
+        parameters: {
+            query?: {
+                /** @description Env file, relative to the sandbox root. */
+                file?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Project namespace ("default" unless you chose one); percent-encode a / in it. */
+                namespace: components["parameters"]["Namespace"];
+                /** @description Project name. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EnvView"];
+                };
+            };
+            /** @description Invalid file, namespace or name, or an unknown query parameter. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            /** @description The project has no live sandbox, or the env file does not exist. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["NoGateway"];
         };
     };
 }
