@@ -56,7 +56,8 @@ func isPermanent(err error) bool { return errors.Is(classify(err), asynq.SkipRet
 // writeFiles sends the files in one batch. Only the paths a previous attempt
 // left pending are sent again. Paths the batch could not write are retried
 // one by one, which tells a permanent refusal (a 4xx, such as a path that
-// escapes the sandbox) from a transient one.
+// escapes the sandbox) from a transient one. Binary files travel as staged
+// base64 text and are decoded in place afterwards (see stagedFile).
 func (h *Handlers) writeFiles(ctx context.Context, p tasks.FilesWrite, prev *FilesResult) (*FilesResult, error) {
 	files := p.Files
 	res := &FilesResult{Files: len(p.Files)}
@@ -73,65 +74,15 @@ func (h *Handlers) writeFiles(ctx context.Context, p tasks.FilesWrite, prev *Fil
 		}
 		res.Written, res.Deleted, res.Bytes = prev.Written, prev.Deleted, prev.Bytes
 	}
-	byPath := make(map[string]tasks.File, len(files))
-	batch := make([]gateway.BatchFile, 0, len(files))
-	for _, f := range files {
-		byPath[f.Path] = f
-		op := gateway.BatchFile{Path: f.Path, Operation: gateway.BatchWrite, Content: f.Content}
-		if f.Delete {
-			op = gateway.BatchFile{Path: f.Path, Operation: gateway.BatchDelete}
-		}
-		batch = append(batch, op)
-	}
-	if len(batch) == 0 {
+	if len(files) == 0 {
 		return res, nil
 	}
-	count := func(f tasks.File) {
-		if f.Delete {
-			res.Deleted++
-		} else {
-			res.Written++
-			res.Bytes += int64(len(f.Content))
-		}
+	ops := make([]fileOp, len(files))
+	for i, f := range files {
+		ops[i] = opFor(f)
 	}
 	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d *gateway.Daemon) error {
-		results, err := d.BatchFiles(ctx, batch)
-		if err != nil {
-			return err
-		}
-		done := make(map[string]bool, len(results))
-		for _, r := range results {
-			if r.Success {
-				done[r.Path] = true
-			}
-		}
-		for _, f := range byPath {
-			if done[f.Path] {
-				count(f)
-				continue
-			}
-			// The batch did not confirm this path: try it alone.
-			var err error
-			if f.Delete {
-				err = d.DeleteFile(ctx, f.Path)
-				if errors.Is(err, gateway.ErrNotFound) {
-					err = nil
-				}
-			} else {
-				_, err = d.WriteFile(ctx, f.Path, f.Content)
-			}
-			switch {
-			case err == nil:
-				count(f)
-			case ctx.Err() != nil:
-				return ctxErr(ctx)
-			case isPermanent(err):
-				res.Failed = append(res.Failed, PathError{Path: f.Path, Error: errorText(err)})
-			default:
-				res.Pending = append(res.Pending, f.Path)
-			}
-		}
-		return nil
+		return applyFiles(ctx, d, ops, res)
 	})
 	sort.Strings(res.Pending)
 	sort.Slice(res.Failed, func(i, j int) bool { return res.Failed[i].Path < res.Failed[j].Path })
@@ -147,6 +98,87 @@ func (h *Handlers) writeFiles(ctx context.Context, p tasks.FilesWrite, prev *Fil
 		return res, fmt.Errorf("%d of %d files not written yet, will retry: %s", len(res.Pending), res.Files, strings.Join(head(res.Pending, 5), ", "))
 	}
 	return res, nil
+}
+
+// fileOp is one file of an attempt and the batch operation that carries
+// it: the file itself, or for a binary file its staged base64 text.
+type fileOp struct {
+	f    tasks.File
+	wire gateway.BatchFile
+}
+
+func opFor(f tasks.File) fileOp {
+	switch {
+	case f.Delete:
+		return fileOp{f, gateway.BatchFile{Path: f.Path, Operation: gateway.BatchDelete}}
+	case f.IsBinary():
+		return fileOp{f, gateway.BatchFile{Path: stagedFile(f).stage(), Operation: gateway.BatchWrite, Content: f.Content}}
+	}
+	return fileOp{f, gateway.BatchFile{Path: f.Path, Operation: gateway.BatchWrite, Content: f.Content}}
+}
+
+// applyFiles sends ops as one batch, retries alone what the batch did not
+// confirm, decodes the staged binary files, and records each outcome in
+// res. It returns an error only when nothing is known about the batch (it
+// failed as a whole) or ctx ended; every other failure is per path.
+func applyFiles(ctx context.Context, d *gateway.Daemon, ops []fileOp, res *FilesResult) error {
+	batch := make([]gateway.BatchFile, len(ops))
+	for i, op := range ops {
+		batch[i] = op.wire
+	}
+	results, err := d.BatchFiles(ctx, batch)
+	if err != nil {
+		return err
+	}
+	done := make(map[string]bool, len(results))
+	for _, r := range results {
+		if r.Success {
+			done[r.Path] = true
+		}
+	}
+	for _, op := range ops {
+		var err error
+		if !done[op.wire.Path] {
+			// The batch did not confirm this path: try it alone.
+			err = sendOne(ctx, d, op.wire)
+		}
+		if err == nil && op.f.IsBinary() {
+			err = stagedFile(op.f).decode(ctx, d)
+		}
+		switch {
+		case err == nil:
+			count(res, op.f)
+		case ctx.Err() != nil:
+			return ctxErr(ctx)
+		case isPermanent(err):
+			res.Failed = append(res.Failed, PathError{Path: op.f.Path, Error: errorText(err)})
+		default:
+			res.Pending = append(res.Pending, op.f.Path)
+		}
+	}
+	return nil
+}
+
+// sendOne performs one batch operation on its own.
+func sendOne(ctx context.Context, d *gateway.Daemon, op gateway.BatchFile) error {
+	if op.Operation == gateway.BatchDelete {
+		err := d.DeleteFile(ctx, op.Path)
+		if errors.Is(err, gateway.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	_, err := d.WriteFile(ctx, op.Path, op.Content)
+	return err
+}
+
+func count(res *FilesResult, f tasks.File) {
+	if f.Delete {
+		res.Deleted++
+		return
+	}
+	res.Written++
+	res.Bytes += int64(f.Size())
 }
 
 func summarize(fs []PathError) string {
