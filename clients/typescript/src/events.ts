@@ -50,6 +50,8 @@ export interface EventsOptions {
   signal?: AbortSignal;
   /** First pause before a reconnect in ms, doubled per failed attempt up to 5 s (default 100). */
   reconnectMs?: number;
+  /** A connection that delivers nothing, not even the server's heartbeat, for this long in ms is dropped and reopened (default 45 000). */
+  idleMs?: number;
 }
 
 export interface StreamHooks {
@@ -80,44 +82,38 @@ const openingRE = /^: stream of .* from (\S+)$/;
  * reconnects after any drop with Last-Event-ID set to the last event it
  * yielded, so no event is lost or repeated. A stream that starts with
  * "new events only" learns the position it started from from the server's
- * opening line, so a drop before the first event loses nothing either.
- * It ends when the signal aborts; an HTTP error other than 408, 429 and
- * 5xx ends it with that error.
+ * opening line, so a drop before the first event loses nothing either. A
+ * connection silent for longer than idleMs (the server sends a heartbeat
+ * every 15 s) counts as dropped. It ends when the signal aborts; an HTTP
+ * error other than 408, 429 and 5xx ends it with that error.
  */
 export async function* streamEvents(t: Transport, path: string, o: EventsOptions = {}, hooks: StreamHooks = {}): AsyncGenerator<SandboxEvent, void, undefined> {
   const ctl = new AbortController();
   const unlink = link(o.signal, ctl);
-  let last = o.since;
+  const pos = { last: o.since };
   const first = o.reconnectMs ?? 100;
   let pause = first;
   try {
     while (!ctl.signal.aborted) {
-      let res: Response;
+      // One controller per connection: ending it ends the connection's fetch and its listeners.
+      const conn = new AbortController();
+      const unlinkConn = link(ctl.signal, conn);
       try {
-        res = await t.send({ method: "GET", path, headers: { "last-event-id": last ?? "$" }, signal: ctl.signal, stream: true });
+        const res = await t.send({ method: "GET", path, headers: { "last-event-id": pos.last ?? "$" }, signal: conn.signal, stream: true });
+        hooks.onOpen?.();
+        for await (const e of connectionEvents(res, conn, pos, o.idleMs ?? 45_000)) {
+          pause = first;
+          yield e;
+        }
+        if (ctl.signal.aborted) return;
+        hooks.onError?.(new SandboxqError(`event stream ${t.url(path)} ended; reconnecting after event ${pos.last ?? "$"}`));
       } catch (err) {
         if (ctl.signal.aborted) return;
         if (err instanceof ApiError && !retryableStatus(err.status)) throw err;
         hooks.onError?.(err);
-        await sleep(pause, ctl.signal).catch(() => {});
-        pause = Math.min(pause * 2, 5000);
-        continue;
-      }
-      hooks.onOpen?.();
-      try {
-        for await (const block of sseBlocks(res, ctl.signal)) {
-          if (block.opening && (last === undefined || last === "$")) last = block.opening;
-          if (block.data === undefined || block.id === undefined) continue;
-          const e = toEvent(JSON.parse(block.data) as EventWire);
-          last = block.id;
-          pause = first;
-          if (e) yield e;
-        }
-        if (ctl.signal.aborted) return;
-        hooks.onError?.(new SandboxqError(`event stream ${t.url(path)} ended; reconnecting from ${last ?? "$"}`));
-      } catch (err) {
-        if (ctl.signal.aborted) return;
-        hooks.onError?.(err);
+      } finally {
+        unlinkConn();
+        conn.abort();
       }
       await sleep(pause, ctl.signal).catch(() => {});
       pause = Math.min(pause * 2, 5000);
@@ -125,6 +121,25 @@ export async function* streamEvents(t: Transport, path: string, o: EventsOptions
   } finally {
     unlink();
     ctl.abort();
+  }
+}
+
+/** connectionEvents yields the events of one connection and records the position of each in pos before it is yielded. */
+async function* connectionEvents(res: Response, conn: AbortController, pos: { last: string | undefined }, idleMs: number): AsyncGenerator<SandboxEvent> {
+  let idle = setTimeout(() => conn.abort(), idleMs);
+  try {
+    for await (const block of sseBlocks(res, conn.signal)) {
+      clearTimeout(idle);
+      idle = setTimeout(() => conn.abort(), idleMs);
+      if (block.opening && (pos.last === undefined || pos.last === "$")) pos.last = block.opening;
+      if (block.data === undefined || block.id === undefined) continue;
+      const e = toEvent(JSON.parse(block.data) as EventWire);
+      pos.last = block.id;
+      if (e) yield e;
+    }
+    if (conn.signal.aborted) throw new SandboxqError(`event stream silent for ${idleMs} ms; reconnecting`);
+  } finally {
+    clearTimeout(idle);
   }
 }
 

@@ -229,6 +229,30 @@ describe("events", { skip }, () => {
     await sb.destroy();
   });
 
+  test("a connection that goes silent is dropped and reopened", async () => {
+    const proxy = await startProxy(env.url);
+    const name = unique("silent");
+    const sb = await sq.findOrCreate({ name, namespace: ns });
+    await sb.files.write("/app/server.cjs", SERVER_JS);
+    const viaProxy = await new Sandboxq({ url: proxy.url, token: env.token }).findOrCreate({ name, namespace: ns });
+    const it = viaProxy.events({ since: "0", idleMs: 300, reconnectMs: 20 });
+    try {
+      const first = await within(30_000, it.next(), "first event");
+      assert.equal(first.value.type, "sandbox.status_changed");
+      const opened = proxy.connections;
+      proxy.freeze();
+      await sb.servers.start({ slug: "web", command: "node server.cjs", path: "/app", env: { GREETING: "x" } });
+      let e;
+      do e = (await within(30_000, it.next(), "events after the freeze")).value;
+      while (!(e.type === "server.status_changed" && e.status === "ready"));
+      assert.ok(proxy.connections > opened, "the silent connection was not replaced");
+    } finally {
+      await it.return();
+      await proxy.close();
+    }
+    await sb.destroy();
+  });
+
   test("subscribeToEvents delivers typed events to on('event') until unsubscribed", async () => {
     const sb = await sq.findOrCreate({ projectGroupId: unique("subscribe"), tenantKey: ns });
     await sb.files.write("/app/server.cjs", SERVER_JS);

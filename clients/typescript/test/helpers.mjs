@@ -30,18 +30,24 @@ export function within(ms, p, what) {
 
 /**
  * startProxy forwards a local port to target (host:port) and counts the
- * connections; cut() destroys every open one, as a dropped network would.
+ * connections; cut() destroys every open one, as a dropped network would,
+ * and freeze() stops forwarding the answers of the open ones while keeping
+ * them open, as a half-open connection does.
  */
 export async function startProxy(target) {
   const { hostname, port } = new URL(target);
   const open = new Set();
+  const pairs = new Set();
   let connections = 0;
   const server = net.createServer((down) => {
     connections++;
     const up = net.connect(Number(port), hostname);
     open.add(down);
     open.add(up);
+    const pair = { up, down };
+    pairs.add(pair);
     const drop = () => {
+      pairs.delete(pair);
       down.destroy();
       up.destroy();
       open.delete(down);
@@ -58,6 +64,12 @@ export async function startProxy(target) {
     url: `http://127.0.0.1:${addr.port}`,
     get connections() {
       return connections;
+    },
+    freeze() {
+      for (const { up, down } of pairs) {
+        up.unpipe(down);
+        up.pause();
+      }
     },
     cut() {
       for (const s of open) s.destroy();
