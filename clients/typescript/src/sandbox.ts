@@ -343,7 +343,7 @@ export class Sandbox {
     return s !== null && s.status !== "stopped" && s.status !== "failed";
   }
 
-  /** Destroys the sandbox; resolves with false when there was nothing to destroy (which is success). */
+  /** Destroys the sandbox (ending this object's event subscription first); resolves with false when there was nothing to destroy (which is success). */
   destroy(o: TaskOptions & NoWait): Promise<TaskHandle<boolean>>;
   destroy(o?: TaskOptions): Promise<boolean>;
   destroy(o: TaskOptions = {}): Promise<boolean | TaskHandle<boolean>> {
