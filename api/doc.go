@@ -9,6 +9,10 @@
 //	DELETE /api/v1/tasks/{queue}/{id}                   cancel (404 unknown, 409 completed)
 //	GET    /api/v1/projects/{namespace}/{name}          registry entry (404 absent, 503 no registry)
 //	GET    /api/v1/projects/{namespace}/{name}/events   text/event-stream
+//	GET    /api/v1/projects/{namespace}/{name}/sandbox          live gateway find (404 none)
+//	GET    /api/v1/projects/{namespace}/{name}/servers/{slug}   server, fresh from the daemon
+//	GET    /api/v1/projects/{namespace}/{name}/files?path=      {path, content} (UTF-8 text)
+//	GET    /api/v1/projects/{namespace}/{name}/env?file=.env    {file, env}
 //	GET    /api/v1/openapi.json                         the OpenAPI document
 //
 // New returns an http.Handler for the paths under Prefix; mount it with
@@ -27,6 +31,28 @@
 // "files[2].path"}: the same message and field as the Go client's
 // *tasks.ValidationError. Optional query parameters queue and max_retry
 // override the type's defaults.
+//
+// # Read-through routes
+//
+// sandbox, servers/{slug}, files and env read what a backend would
+// otherwise ask its sandbox directly: each request finds the project's
+// sandbox through Options.Gateway (an interface declared here, implemented
+// by *gateway.Client; no registry, no task, nothing created) and reads from
+// its daemon. A project without a live sandbox, or a server or file the
+// daemon does not have, is 404; a bad path, slug or query parameter 400
+// naming it; a gateway or daemon that fails 502 (details in the log only);
+// no Gateway configured 503. The env answer holds values: it is for the
+// caller that asked, and is never logged.
+//
+// # Typed OpenAPI document
+//
+// Besides the generic POST /tasks/{type}, the document lists each task
+// type as its own path (POST /tasks/server:start, with that type's body
+// schema); the mux serves them all through /tasks/{type}. GET
+// /tasks/{queue}/{id} answers Task, a oneOf discriminated by type whose
+// result is the type's result schema. Tests check the document against the
+// route table, the payload structs and their validation (required fields),
+// and the handlers' result structs.
 //
 // # Idempotency-Key
 //
@@ -97,5 +123,6 @@
 // is to blame): 400 bad input, 401 authentication, 404 unknown type, task,
 // project or route, 405 wrong method, 409 completed task or key in use,
 // 413 body above MaxBody (16 MiB), 415 not JSON, 422 key reuse, 500
-// internal (details only in the server log), 503 no registry.
+// internal (details only in the server log), 502 gateway or daemon failed
+// (read-through routes), 503 no registry or no gateway.
 package api

@@ -35,6 +35,16 @@
 // attempt that survives a crash and that users can see too. sandbox:destroy
 // of a project with no sandbox succeeds with destroyed=false.
 //
+// # Binary files
+//
+// The daemon's file API carries UTF-8 text only, so files:write writes a
+// base64 file as its base64 text to a stage beside the target and then
+// decodes it in place with one command (base64 -d to a temporary name, an
+// atomic mv onto the target, rm of the stage), run in the target's
+// directory with relative names; see files_binary.go. The file counts as
+// written only once that command succeeded; until then it stays pending,
+// and a retry stages and decodes it again under the same name.
+//
 // # Sandbox lookups
 //
 // The gateway is the source of truth for a project's sandbox. Lookups are

@@ -26,8 +26,10 @@
 // characters, { or }. Paths: at most MaxPathBytes (4096) bytes, UTF-8, no
 // NUL, resolved against the sandbox root — a path whose ".." would leave
 // the root is rejected, and so is the root itself where a file is meant.
-// One file: MaxFileBytes (10 MiB) of UTF-8 text (the daemon's file API has
-// no binary). One files:write task: MaxTaskContentBytes (4 MiB) of content
+// One file: MaxFileBytes (10 MiB) of UTF-8 text, or of bytes with
+// Encoding "base64" (BinaryFile; limits count decoded bytes, and content
+// that does not decode is rejected naming files[i].content). One
+// files:write task: MaxTaskContentBytes (4 MiB) of content
 // and MaxFilesPerTask (1000) files, except that a single file up to 10 MiB
 // travels alone; Client.WriteFiles splits larger sets in order, each file
 // in exactly one task, and a file set names each path once (tasks of one

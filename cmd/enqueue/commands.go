@@ -154,8 +154,8 @@ Sends a local directory tree (--dir, recursively), single files (--file) and
 deletions (--delete) in one file set. .git and node_modules directories are
 never sent; --ignore adds glob patterns (a pattern without "/" matches a file
 or directory name at any depth, one with "/" the path relative to --dir).
-Symbolic links and files that are not UTF-8 text are skipped with a warning
-on stderr. Remote paths are --to joined with the path relative to --dir
+Symbolic links are skipped with a warning on stderr; files that are not
+UTF-8 text (images, fonts) are sent as binary files. Remote paths are --to joined with the path relative to --dir
 (without --to they are relative to the sandbox root).
 
 A set larger than one task's limit (4 MiB of content or 1000 files) is split
@@ -212,7 +212,7 @@ Examples:
 				}
 				p := &tasks.FilesWrite{Project: in.project, Ensure: optFalse(*noEnsure)}
 				for _, e := range entries {
-					p.Files = append(p.Files, tasks.File{Path: e.remote, Content: e.content, Delete: e.delete})
+					p.Files = append(p.Files, e.file())
 				}
 				return &request{files: p}, nil
 			}

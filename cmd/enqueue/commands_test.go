@@ -209,6 +209,7 @@ func TestWriteFilesFromDir(t *testing.T) {
 		"/app/src/gen/keep/types.ts": {Path: "/app/src/gen/keep/types.ts", Content: "kept: the pattern names files directly in src/gen\n"},
 		"/srv/robots.txt":            {Path: "/srv/robots.txt", Content: "User-agent: *\n"},
 		"/app/old.html":              {Path: "/app/old.html", Delete: true},
+		"/app/public/logo.png":       tasks.BinaryFile("/app/public/logo.png", []byte("\x89PNG\r\n\x1a\n\xff\xfe")),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("files\n got %v\nwant %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
@@ -221,10 +222,14 @@ func TestWriteFilesFromDir(t *testing.T) {
 	if fw.Ensure != nil {
 		t.Errorf("ensure %v, want unset (default true)", *fw.Ensure)
 	}
-	for _, warn := range []string{"public/logo.png: not UTF-8", "link.js: not a regular file"} {
-		if !strings.Contains(r.stderr, warn) {
-			t.Errorf("stderr lacks the warning %q", warn)
-		}
+	if !strings.Contains(r.stderr, "link.js: not a regular file") {
+		t.Errorf("stderr lacks the warning for link.js")
+	}
+	if strings.Contains(r.stderr, "logo.png") {
+		t.Errorf("stderr warns about the binary logo.png, which is sent: %s", r.stderr)
+	}
+	if raw, err := got["/app/public/logo.png"].Bytes(); err != nil || string(raw) != "\x89PNG\r\n\x1a\n\xff\xfe" {
+		t.Errorf("logo.png decodes to %q (err %v), want the PNG bytes", raw, err)
 	}
 }
 

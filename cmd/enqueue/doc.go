@@ -55,8 +55,10 @@
 //   - write-files reads --dir recursively and never sends .git or
 //     node_modules directories. --ignore globs without "/" match a name at
 //     any depth, with "/" the path relative to --dir. Symbolic links (which
-//     could point outside --dir) and files that are not UTF-8 (the daemon's
-//     file API carries text only) are skipped with a warning on stderr.
+//     could point outside --dir) are skipped with a warning on stderr.
+//     Files that are not UTF-8 text, and only those, go as binary files
+//     (tasks.BinaryFile, base64 in the payload), so text stays readable in
+//     Asynqmon.
 //   - run takes the command after "--": one argument is used as it is (a
 //     shell line), several are joined with shell quoting.
 //   - --wait uses tasks.Client.Wait for the outcome and polls

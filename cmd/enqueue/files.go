@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sandboxq/sandboxq/tasks"
 )
 
 // skippedDirs are never uploaded from --dir, whatever --ignore says.
@@ -18,8 +20,21 @@ var skippedDirs = map[string]bool{".git": true, "node_modules": true}
 // or a deletion.
 type fileEntry struct {
 	remote  string
-	content string
+	content []byte
 	delete  bool
+}
+
+// file is the entry as a files:write file: UTF-8 content as text, any
+// other content as base64 (tasks.BinaryFile), which the worker decodes in
+// the sandbox.
+func (e fileEntry) file() tasks.File {
+	switch {
+	case e.delete:
+		return tasks.File{Path: e.remote, Delete: true}
+	case utf8.Valid(e.content):
+		return tasks.File{Path: e.remote, Content: string(e.content)}
+	}
+	return tasks.BinaryFile(e.remote, e.content)
 }
 
 // ignoreSet matches --ignore globs. A pattern without "/" matches the base
@@ -62,8 +77,8 @@ func joinRemote(to, rel string) string {
 // collectDir reads every regular file under dir, skipping .git and
 // node_modules directories and what ignore matches, and maps each to
 // to/<path relative to dir>. Symbolic links and other non-regular files are
-// skipped, and so are files that are not UTF-8 text (the file API carries
-// content as a JSON string); each skip is reported on warn.
+// skipped, each skip reported on warn. Files that are not UTF-8 text are
+// sent as binary (base64) files.
 func collectDir(dir, to string, ignore ignoreSet, warn io.Writer) ([]fileEntry, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
@@ -102,11 +117,7 @@ func collectDir(dir, to string, ignore ignoreSet, warn io.Writer) ([]fileEntry, 
 		if err != nil {
 			return err
 		}
-		if !utf8.Valid(b) {
-			fmt.Fprintf(warn, "enqueue: skipping %s: not UTF-8 text\n", rel)
-			return nil
-		}
-		out = append(out, fileEntry{remote: joinRemote(to, rel), content: string(b)})
+		out = append(out, fileEntry{remote: joinRemote(to, rel), content: b})
 		return nil
 	})
 	if err != nil {
@@ -129,8 +140,5 @@ func readFileFlag(arg, to string) (fileEntry, error) {
 	if err != nil {
 		return fileEntry{}, usagef("--file: %v", err)
 	}
-	if !utf8.Valid(b) {
-		return fileEntry{}, usagef("--file %s: not UTF-8 text (the file API carries text only)", local)
-	}
-	return fileEntry{remote: remote, content: string(b)}, nil
+	return fileEntry{remote: remote, content: b}, nil
 }
