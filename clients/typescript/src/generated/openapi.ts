@@ -2010,7 +2010,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
-            /** @description The project has no live sandbox, or the env file does not exist. */
+            /** @description The project has no live sandbox, or the daemon reports no such env file (the local provider reads a missing file as empty). */
             404: {
                 headers: {
                     [name: string]: unknown;
