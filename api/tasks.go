@@ -3,8 +3,10 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sandboxq/sandboxq/tasks"
@@ -16,23 +18,29 @@ func finished(res *tasks.Result) bool {
 }
 
 // parseWait reads ?wait=: a Go duration ("30s", "1m", "500ms") or a number
-// of seconds, capped at max.
+// of seconds, capped at max. Its messages say what is wrong: negative, not
+// a finite number, or not a duration at all.
 func parseWait(v string, max time.Duration) (time.Duration, string) {
 	if v == "" {
 		return 0, ""
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		n, nerr := strconv.ParseFloat(v, 64)
-		if nerr != nil {
-			return 0, fmt.Sprintf("wait %q is not a duration such as \"30s\" or a number of seconds", v)
-		}
-		d = time.Duration(n * float64(time.Second))
+	if strings.HasPrefix(v, "-") {
+		return 0, fmt.Sprintf("wait %q must not be negative; send a duration from 0 to %v (longer waits are capped)", v, max)
 	}
-	if d < 0 {
-		return 0, fmt.Sprintf("wait %q must not be negative", v)
+	if d, err := time.ParseDuration(v); err == nil {
+		return min(d, max), ""
 	}
-	return min(d, max), ""
+	n, err := strconv.ParseFloat(v, 64)
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Sprintf("wait %q is not a duration such as \"30s\" or a number of seconds", v)
+	case math.IsNaN(n) || math.IsInf(n, 0):
+		return 0, fmt.Sprintf("wait %q is not a finite number of seconds; send a duration from 0 to %v", v, max)
+	case n >= max.Seconds():
+		// Converting first would overflow time.Duration (1e300 s).
+		return max, ""
+	}
+	return time.Duration(n * float64(time.Second)), ""
 }
 
 // getTask is GET /tasks/{queue}/{id}[?wait=].
