@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,6 +143,9 @@ func New(cfg Config) (w *Worker, err error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
+	if err := checkListen(cfg.HTTP); err != nil {
+		return nil, err
+	}
 	if cfg.HTTP.Addr != "" {
 		if err := dashboard.CheckListen(cfg.HTTP.Addr, cfg.HTTP.Auth); err != nil {
 			return nil, err
@@ -235,13 +239,15 @@ func New(cfg Config) (w *Worker, err error) {
 	if !cfg.HTTP.APIDisabled {
 		if w.api, err = api.New(api.Options{
 			Client: tasks.NewClient(cfg.Redis), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
-			ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
+			ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"), Queues: slices.Collect(maps.Keys(cfg.Queues)),
 		}); err != nil {
 			return nil, err
 		}
 		mux.Handle(api.Prefix+"/", w.api)
 	}
-	w.http = mux
+	if w.http, err = newGuard(cfg.HTTP, mux); err != nil {
+		return nil, err
+	}
 	if cfg.HTTP.Addr != "" {
 		if w.listener, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
 			return nil, fmt.Errorf("worker: listen on %s: %w", cfg.HTTP.Addr, err)
@@ -268,7 +274,9 @@ func (w *Worker) close() {
 func (w *Worker) Mux() *asynq.ServeMux { return w.mux }
 
 // Handler is the dashboard and producer API as one http.Handler, for
-// embedders that serve it themselves (HTTP.Addr empty).
+// embedders that serve it themselves (HTTP.Addr empty). It carries the
+// same Host allowlist and cross-origin protection as the listener (see
+// HTTPConfig.AllowedHosts); embedders set the server's own timeouts.
 func (w *Worker) Handler() http.Handler { return w.http }
 
 // Addr is the address the HTTP server listens on ("" without one).
