@@ -144,3 +144,29 @@ func TestRedactCredentialLikeMetadata(t *testing.T) {
 		t.Errorf("plain metadata changed: %v", m)
 	}
 }
+
+// TestEnqueueNeedsJSONContentType: a body without Content-Type (a no-cors
+// fetch of a Blob) or with text/plain is 415, also when the API is mounted
+// without the worker's guard.
+func TestEnqueueNeedsJSONContentType(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	for _, ct := range []string{"", "text/plain;charset=UTF-8"} {
+		r, err := http.NewRequestWithContext(t.Context(), "POST", b.base+"/tasks/command:run", strings.NewReader(`{"name":"shop","command":"true"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Authorization", "Bearer "+testToken)
+		if ct != "" {
+			r.Header.Set("Content-Type", ct)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("Content-Type %q: status %d, want 415", ct, resp.StatusCode)
+		}
+	}
+}

@@ -83,7 +83,9 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, eb)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	// A body without Content-Type is refused too: it is what a no-cors
+	// fetch or a form sends cross-site without a preflight.
+	if ct := r.Header.Get("Content-Type"); ct != "" || r.ContentLength != 0 {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not JSON; send the payload as application/json", ct), "Content-Type")

@@ -134,6 +134,7 @@ func TestBodyLimit413(t *testing.T) {
 	}
 	r.ContentLength = -1
 	r.Header.Set("Authorization", "Bearer "+testToken)
+	r.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
 		t.Fatal(err)
