@@ -170,3 +170,27 @@ func TestEnqueueNeedsJSONContentType(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskLookupOfOtherProducerAfterRedisRestartedEmpty: a task enqueued
+// after the restart by another long-running producer (whose asynq client
+// will not register the queue again) is still found by the API.
+func TestTaskLookupOfOtherProducerAfterRedisRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	producer := tasks.NewClient(b.rdb)
+	if _, err := producer.RunCommand(t.Context(), tasks.CommandRun{Project: tasks.Project{Name: "shop"}, Command: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.rdb.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := producer.RunCommand(t.Context(), tasks.CommandRun{Project: tasks.Project{Name: "shop"}, Command: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st tasks.Result
+	b.expect(t, request{method: "GET", path: "/tasks/" + e.Queue + "/" + e.ID}, http.StatusOK, &st)
+	if st.ID != e.ID {
+		t.Fatalf("got %+v", st)
+	}
+}
