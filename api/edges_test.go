@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -192,5 +193,33 @@ func TestTaskLookupOfOtherProducerAfterRedisRestartedEmpty(t *testing.T) {
 	b.expect(t, request{method: "GET", path: "/tasks/" + e.Queue + "/" + e.ID}, http.StatusOK, &st)
 	if st.ID != e.ID {
 		t.Fatalf("got %+v", st)
+	}
+}
+
+// TestEventStreamEndsAfterMaxStream: the worker's server has no write
+// timeout, so an event stream bounds itself: it ends after MaxStream and
+// the client reconnects with Last-Event-ID.
+func TestEventStreamEndsAfterMaxStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *Options) { o.MaxStream = 300 * time.Millisecond; o.Heartbeat = 50 * time.Millisecond })
+	r, err := http.NewRequestWithContext(ctxTimeout(t, 20*time.Second), "GET", b.base+"/projects/default/shop/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("stream did not end on its own (%v) after %q", err, body)
+	}
+	if !strings.Contains(string(body), "retry:") {
+		t.Fatalf("stream body %q", body)
 	}
 }
