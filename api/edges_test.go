@@ -49,7 +49,7 @@ func TestTaskLookupAfterRedisRestartedEmpty(t *testing.T) {
 	var first enqueued
 	b.expect(t, request{method: "POST", path: "/tasks/command:run", body: body}, http.StatusAccepted, &first)
 	b.expect(t, request{method: "GET", path: "/tasks/" + first.Queue + "/" + first.ID}, http.StatusOK, nil)
-	if err := b.rdb.FlushAll(t.Context()).Err(); err != nil {
+	if err := b.rdb.FlushDB(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	var second enqueued
@@ -182,7 +182,7 @@ func TestTaskLookupOfOtherProducerAfterRedisRestartedEmpty(t *testing.T) {
 	if _, err := producer.RunCommand(t.Context(), tasks.CommandRun{Project: tasks.Project{Name: "shop"}, Command: "true"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.rdb.FlushAll(t.Context()).Err(); err != nil {
+	if err := b.rdb.FlushDB(t.Context()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	e, err := producer.RunCommand(t.Context(), tasks.CommandRun{Project: tasks.Project{Name: "shop"}, Command: "true"})

@@ -69,6 +69,9 @@ func newGuard(cfg HTTPConfig, next http.Handler) (*guard, error) {
 		g.hosts[h] = true
 	}
 	for _, h := range cfg.AllowedHosts {
+		if strings.TrimSpace(h) == "" {
+			continue // "a,,b" or a trailing comma
+		}
 		name := hostName(strings.TrimSpace(h))
 		if name == "" || strings.ContainsAny(name, "/ ") {
 			return nil, fmt.Errorf("worker: %s entry %q is not a host name or IP address", EnvAllowedHosts, h)
@@ -76,7 +79,9 @@ func newGuard(cfg HTTPConfig, next http.Handler) (*guard, error) {
 		g.hosts[name] = true
 	}
 	for _, o := range cfg.AllowedOrigins {
-		o = strings.TrimSpace(o)
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
 		if err := g.cop.AddTrustedOrigin(o); err != nil {
 			return nil, fmt.Errorf("worker: %s entry %q: want scheme://host[:port] such as https://app.example.com (%v)", EnvAllowedOrigins, o, err)
 		}
@@ -96,7 +101,7 @@ func checkListen(cfg HTTPConfig) error {
 	if cfg.Addr == "" || isLoopbackAddr(cfg.Addr) {
 		return nil
 	}
-	if len(cfg.AllowedHosts) == 0 {
+	if !slices.ContainsFunc(cfg.AllowedHosts, func(h string) bool { return strings.TrimSpace(h) != "" }) {
 		return fmt.Errorf("worker: HTTP address %q is not a loopback address: set %s to the host names clients use to reach it (and set dashboard credentials and API tokens)", cfg.Addr, EnvAllowedHosts)
 	}
 	return nil

@@ -224,6 +224,7 @@ func TestNonLoopbackNeedsAllowedHosts(t *testing.T) {
 	}{
 		{worker.HTTPConfig{Addr: "0.0.0.0:0"}, worker.EnvAllowedHosts},
 		{worker.HTTPConfig{Addr: ":0"}, worker.EnvAllowedHosts},
+		{worker.HTTPConfig{Addr: ":0", AllowedHosts: []string{" ", ""}}, worker.EnvAllowedHosts},
 		{worker.HTTPConfig{Addr: "127.0.0.1:0", AllowedOrigins: []string{"evil.example"}}, worker.EnvAllowedOrigins},
 		{worker.HTTPConfig{Addr: "127.0.0.1:0", AllowedHosts: []string{"a b"}}, worker.EnvAllowedHosts},
 	} {
