@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,7 @@ const (
 	DefaultMaxWait            = 60 * time.Second
 	DefaultPollInterval       = 25 * time.Millisecond
 	DefaultEventsPollInterval = time.Second
+	DefaultMaxStream          = time.Hour
 )
 
 // Options configures an API. Client and Redis are required; every other
@@ -59,6 +62,10 @@ type Options struct {
 	// ListenAddr, if set, is the address the API is served on; New refuses
 	// a non-loopback address without Tokens (see CheckListen).
 	ListenAddr string
+	// Queues are the queues this deployment's workers serve; ?queue= must
+	// name one of them (default: the keys of tasks.DefaultQueues). A task
+	// in any other queue would wait forever.
+	Queues []string
 	// MaxBody caps a request body in bytes (default DefaultMaxBody, 16 MiB);
 	// larger bodies get 413.
 	MaxBody int64
@@ -81,6 +88,9 @@ type Options struct {
 	// appended without a publish and messages lost while the subscription
 	// reconnects (default 1 s).
 	EventsPollInterval time.Duration
+	// MaxStream is the longest an event stream stays open (default 1 h);
+	// the client then reconnects with Last-Event-ID and misses nothing.
+	MaxStream time.Duration
 }
 
 func (o *Options) withDefaults() error {
@@ -103,6 +113,11 @@ func (o *Options) withDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if len(o.Queues) == 0 {
+		o.Queues = slices.Collect(maps.Keys(tasks.DefaultQueues))
+	}
+	o.Queues = slices.Clone(o.Queues)
+	slices.Sort(o.Queues)
 	for _, d := range []struct {
 		name string
 		v    *time.Duration
@@ -113,6 +128,7 @@ func (o *Options) withDefaults() error {
 		{"MaxWait", &o.MaxWait, DefaultMaxWait},
 		{"PollInterval", &o.PollInterval, DefaultPollInterval},
 		{"EventsPollInterval", &o.EventsPollInterval, DefaultEventsPollInterval},
+		{"MaxStream", &o.MaxStream, DefaultMaxStream},
 	} {
 		if *d.v < 0 {
 			return fmt.Errorf("api: Options.%s %v is negative", d.name, *d.v)

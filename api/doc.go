@@ -30,7 +30,14 @@
 // validation error is 400 {"error": "invalid files[2].path: …", "field":
 // "files[2].path"}: the same message and field as the Go client's
 // *tasks.ValidationError. Optional query parameters queue and max_retry
-// override the type's defaults.
+// override the type's defaults; queue must be one of Options.Queues (the
+// queues the deployment's workers serve), since a task anywhere else would
+// wait forever. Invalid UTF-8 anywhere in the body is a 400 naming its
+// field (tasks.CheckJSONUTF8) rather than being folded to U+FFFD.
+//
+// After every enqueue the API adds the task's queue to asynq's set of
+// queues: the asynq client does that only once per process, so after Redis
+// restarted empty the Inspector would otherwise not find new tasks.
 //
 // # Read-through routes
 //
@@ -98,8 +105,12 @@
 // of truth: a stream also re-reads every EventsPollInterval (1 s), which
 // covers events appended without a publish and messages lost while the
 // subscription reconnects. Comment lines (": heartbeat") go out every
-// Heartbeat (15 s) when nothing else did. A stream ends when the client
-// disconnects or Close is called; register Close with
+// Heartbeat (15 s) when nothing else did. A Last-Event-ID (or from=) that
+// is malformed or beyond Redis's 64-bit id parts is a 400 that says which.
+// Each write has a 30 s deadline and a stream lasts at most MaxStream
+// (1 h; the client reconnects), because the worker's server has no write
+// timeout. A stream also ends when the client disconnects or Close is
+// called; register Close with
 // http.Server.RegisterOnShutdown so Shutdown does not wait for streams.
 //
 // # Authentication
@@ -114,7 +125,8 @@
 //
 // Task results are returned redacted the way the dashboard shows them:
 // env maps become their names, file contents their sizes, credential-like
-// fields "[redacted]" (see redact.go). Handlers never write such values,
+// fields, at any depth and whatever the value (secret.IsCredentialName:
+// "x-api-key" and "authToken" included), "[redacted]" (see redact.go). Handlers never write such values,
 // so this is a second line of defence.
 //
 // # Errors
@@ -124,5 +136,7 @@
 // project or route, 405 wrong method, 409 completed task or key in use,
 // 413 body above MaxBody (16 MiB), 415 not JSON, 422 key reuse, 500
 // internal (details only in the server log), 502 gateway or daemon failed
-// (read-through routes), 503 no registry or no gateway.
+// (read-through routes), 503 no registry or no gateway. Served by the
+// worker, requests first pass its Host and cross-origin guard (403) and its
+// JSON-only body check (415); see package worker.
 package api

@@ -41,8 +41,9 @@ const (
 
 var queueRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
 
-// enqueueOptions reads the optional query parameters queue and max_retry.
-func enqueueOptions(q url.Values) ([]asynq.Option, *errorBody) {
+// enqueueOptions reads the optional query parameters queue (one of served)
+// and max_retry.
+func enqueueOptions(q url.Values, served []string) ([]asynq.Option, *errorBody) {
 	var opts []asynq.Option
 	for k := range q {
 		if k != "queue" && k != "max_retry" {
@@ -53,6 +54,9 @@ func enqueueOptions(q url.Values) ([]asynq.Option, *errorBody) {
 		v := q.Get("queue")
 		if len(v) > maxQueueName || !queueRE.MatchString(v) {
 			return nil, &errorBody{Error: fmt.Sprintf("queue %q must be 1-%d characters of A-Z a-z 0-9 . _ : - starting with a letter or digit", v, maxQueueName), Field: "queue"}
+		}
+		if !slices.Contains(served, v) {
+			return nil, &errorBody{Error: fmt.Sprintf("queue %q is not served by this deployment; served queues: %s", v, strings.Join(served, ", ")), Field: "queue"}
 		}
 		opts = append(opts, asynq.Queue(v))
 	}
@@ -74,12 +78,14 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown task type %q; known types: %s", typ, strings.Join(tasks.Types(), ", ")), "type")
 		return
 	}
-	opts, eb := enqueueOptions(r.URL.Query())
+	opts, eb := enqueueOptions(r.URL.Query(), a.opts.Queues)
 	if eb != nil {
 		writeJSON(w, http.StatusBadRequest, eb)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	// A body without Content-Type is refused too: it is what a no-cors
+	// fetch or a form sends cross-site without a preflight.
+	if ct := r.Header.Get("Content-Type"); ct != "" || r.ContentLength != 0 {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not JSON; send the payload as application/json", ct), "Content-Type")
@@ -172,6 +178,9 @@ func (a *API) doEnqueue(ctx context.Context, typ string, body []byte, gz bool, o
 		if uerr != nil {
 			return errJSON(http.StatusBadRequest, "request body: "+uerr.Error(), "")
 		}
+		if verr := tasks.CheckJSONUTF8(raw); verr != nil {
+			return payloadError(verr)
+		}
 		var p tasks.FilesWrite
 		if jerr := json.Unmarshal(raw, &p); jerr != nil {
 			// DecodePayload words JSON errors (and names their field) as the
@@ -209,6 +218,7 @@ func (a *API) doEnqueue(ctx context.Context, typ string, body []byte, gz bool, o
 		b, _ := json.Marshal(out)
 		return http.StatusInternalServerError, b
 	}
+	a.registerQueues(ctx, list)
 	res := enqueued{Enqueued: *list[0]}
 	if typ == tasks.TypeFilesWrite {
 		for _, e := range list {
@@ -220,6 +230,26 @@ func (a *API) doEnqueue(ctx context.Context, typ string, body []byte, gz bool, o
 		return errJSON(http.StatusInternalServerError, "encode answer: "+err.Error(), "")
 	}
 	return http.StatusAccepted, b
+}
+
+// allQueuesKey is asynq's set of known queues: its Inspector finds no task
+// in a queue missing from it.
+const allQueuesKey = "asynq:queues"
+
+// registerQueues adds the queues of list to asynq's set of queues on every
+// enqueue. The asynq client adds a queue only the first time it enqueues to
+// it in a process, so after Redis restarted empty, lookups of new tasks
+// would answer 404 until the worker restarted.
+func (a *API) registerQueues(ctx context.Context, list []*tasks.Enqueued) {
+	var qs []any
+	for _, e := range list {
+		if !slices.Contains(qs, any(e.Queue)) {
+			qs = append(qs, e.Queue)
+		}
+	}
+	if err := a.opts.Redis.SAdd(ctx, allQueuesKey, qs...).Err(); err != nil && ctx.Err() == nil {
+		a.log.WarnContext(ctx, "register queues", "err", err.Error())
+	}
 }
 
 func errJSON(status int, msg, field string) (int, []byte) {

@@ -20,7 +20,7 @@ import (
 
 func TestEnqueue(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setup(t, func(o *Options) { o.Queues = []string{"critical", "default", "maintenance", "low"} })
 	payload := map[string]any{"name": "shop", "command": "echo hi", "cwd": "app/../src", "env": map[string]string{"A": "1"}}
 	var got enqueued
 	b.expect(t, request{method: "POST", path: "/tasks/command:run", body: payload}, http.StatusAccepted, &got)
@@ -134,6 +134,7 @@ func TestBodyLimit413(t *testing.T) {
 	}
 	r.ContentLength = -1
 	r.Header.Set("Authorization", "Bearer "+testToken)
+	r.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(r)
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +64,32 @@ func (a *API) getProject(w http.ResponseWriter, r *http.Request) {
 // history) or "$" (only new events).
 var streamIDRE = regexp.MustCompile(`^(\$|[0-9]{1,20}(-[0-9]{1,20})?)$`)
 
+// checkStreamID says what is wrong with an id to resume from ("" if
+// nothing): not of the form, or a part beyond Redis's 64-bit range (which
+// Redis would refuse, ending the stream at once and leaving a browser to
+// reconnect with the same id forever).
+func checkStreamID(id string) string {
+	if !streamIDRE.MatchString(id) {
+		return "is not an event id (such as 1732600000000-0), 0 (all retained events) or $ (new events only)"
+	}
+	if id == "$" {
+		return ""
+	}
+	ms, seq, _ := strings.Cut(id, "-")
+	for _, part := range []string{ms, seq} {
+		if part == "" {
+			continue
+		}
+		if _, err := strconv.ParseUint(part, 10, 64); err != nil {
+			return fmt.Sprintf("is out of range: both parts of an event id are at most %d", uint64(math.MaxUint64))
+		}
+	}
+	return ""
+}
+
+// streamWriteTimeout bounds each write of an event stream.
+const streamWriteTimeout = 30 * time.Second
+
 // eventsBatch is how many events one read of the stream returns.
 const eventsBatch = 100
 
@@ -78,8 +107,8 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	if from == "" {
 		from = "$"
 	}
-	if !streamIDRE.MatchString(from) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q is not an event id (such as 1732600000000-0), 0 (all retained events) or $ (new events only)", field, from), field)
+	if msg := checkStreamID(from); msg != "" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q %s", field, from, msg), field)
 		return
 	}
 	for k := range r.URL.Query() {
@@ -90,6 +119,11 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.withClosing(r.Context())
 	defer cancel()
+	// The server has no write timeout: a stream has its own maximum
+	// duration (a browser reconnects with Last-Event-ID) and a deadline per
+	// write, so a reader that stopped reading cannot hold it.
+	ctx, cancelMax := context.WithTimeout(ctx, a.opts.MaxStream)
+	defer cancelMax()
 	a.streams.Add(1)
 	defer a.streams.Add(-1)
 
@@ -122,6 +156,7 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriter(w)
 	flush := func() error {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		if err := bw.Flush(); err != nil {
 			return err
 		}

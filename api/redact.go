@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sandboxq/sandboxq/internal/secret"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -16,17 +17,13 @@ import (
 //   - "env", "envs", "set" or "variables" holding an object of strings
 //     becomes the sorted list of its names;
 //   - "content" holding a string becomes "content_bytes": its size;
-//   - a string under a credential-like key (token, api_key, access_token,
-//     password, secret, authorization) becomes "[redacted]".
+//   - any value under a credential-like key (secret.IsCredentialName:
+//     token, api_key, x-api-key, password, secret, auth, …) becomes
+//     "[redacted]", at every depth (metadata included).
 //
 // A result without any of these comes back byte for byte.
 
 var envKeys = map[string]bool{"env": true, "envs": true, "set": true, "variables": true}
-
-var credentialKeys = map[string]bool{
-	"token": true, "api_key": true, "apikey": true, "access_token": true,
-	"password": true, "secret": true, "authorization": true,
-}
 
 const redactedValue = "[redacted]"
 
@@ -65,13 +62,15 @@ func redactValue(v any) (any, bool) {
 		changed := false
 		for k, val := range x {
 			lk := strings.ToLower(k)
-			switch s := val.(type) {
-			case string:
-				if credentialKeys[lk] && s != "" {
+			if secret.IsCredentialName(k) {
+				if val != nil && val != "" && val != redactedValue {
 					x[k] = redactedValue
 					changed = true
-					continue
 				}
+				continue
+			}
+			switch s := val.(type) {
+			case string:
 				if lk == "content" {
 					delete(x, k)
 					x["content_bytes"] = len(s)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sandboxq/sandboxq/internal/secret"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -71,9 +72,9 @@ func formatJSON(taskType string, raw []byte) string {
 //     a workflow.
 //   - file contents → sizes: a string under a key named "content" or
 //     "contents" becomes "[N bytes]".
-//   - credentials: the value of any key whose name contains "token",
-//     "password", "passwd", "secret", "api_key", "apikey", "authorization",
-//     "credential" or "private_key" becomes "[redacted]".
+//   - credentials: the value of any key that secret.IsCredentialName
+//     calls a credential ("token", "password", "secret", "api_key",
+//     "x-api-key", "auth", …) becomes "[redacted]".
 //
 // Everything else is kept, including sandbox:ensure's metadata (it is sent
 // to the gateway as plain data and holds no credentials by contract; a
@@ -105,7 +106,7 @@ func redact(v any, envSet bool) any {
 
 func redactField(parent map[string]any, key string, val any, envSet bool) any {
 	lk := strings.ToLower(key)
-	if secretKey(lk) {
+	if secret.IsCredentialName(key) {
 		if val == nil {
 			return nil
 		}
@@ -131,19 +132,6 @@ func redactField(parent map[string]any, key string, val any, envSet bool) any {
 		}
 	}
 	return redact(val, false)
-}
-
-// secretKeyParts are substrings of lower-cased key names whose values are
-// credentials.
-var secretKeyParts = []string{"token", "password", "passwd", "secret", "api_key", "apikey", "authorization", "credential", "private_key"}
-
-func secretKey(lk string) bool {
-	for _, p := range secretKeyParts {
-		if strings.Contains(lk, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func keysOf(m map[string]any) []string {

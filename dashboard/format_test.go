@@ -154,3 +154,17 @@ func TestFormatOddPayloads(t *testing.T) {
 		t.Errorf("result = %s", res)
 	}
 }
+
+// TestFormatPayloadRedactsCredentialLikeMetadata: metadata keys such as
+// x-api-key or authKey are credentials too.
+func TestFormatPayloadRedactsCredentialLikeMetadata(t *testing.T) {
+	out := FormatPayload(tasks.TypeSandboxEnsure, []byte(`{"name":"shop","metadata":{"x-api-key":"k-123","authKey":"a-9","team":"blue"}}`))
+	for _, leak := range []string{"k-123", "a-9"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("payload shows %q:\n%s", leak, out)
+		}
+	}
+	if !strings.Contains(out, `"team": "blue"`) {
+		t.Errorf("plain metadata lost:\n%s", out)
+	}
+}

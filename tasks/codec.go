@@ -176,6 +176,9 @@ func DecodePayload(typename string, payload []byte, headers map[string]string) (
 	if err != nil {
 		return nil, &PayloadError{Type: typename, Err: err}
 	}
+	if err := CheckJSONUTF8(raw); err != nil {
+		return nil, &PayloadError{Type: typename, Err: err}
+	}
 	p, err := dec(raw)
 	if err != nil {
 		return nil, &PayloadError{Type: typename, Err: jsonError("", err)}

@@ -95,8 +95,8 @@ func (p SandboxEnsure) Validate() error {
 	if err := p.Project.Validate(); err != nil {
 		return err
 	}
-	if p.TimeoutMS < 0 {
-		return invalid("timeout_ms", "must not be negative")
+	if err := checkMS("timeout_ms", p.TimeoutMS); err != nil {
+		return err
 	}
 	if err := checkToken("provider", p.Provider, 64); err != nil {
 		return err

@@ -1,6 +1,8 @@
 package tasks
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"path"
 	"regexp"
@@ -242,4 +244,92 @@ func checkUTF8(field, v string) error {
 		return invalid(field, "must be valid UTF-8 text (binary content is not supported)")
 	}
 	return nil
+}
+
+// CheckJSONUTF8 rejects an encoded payload holding invalid UTF-8, naming
+// the field it is in (such as "name" or "files[2].path"). encoding/json
+// would otherwise fold each bad byte to U+FFFD, so that two different byte
+// strings became one name. DecodePayload calls it; the Go producer's
+// strings are checked by Validate.
+func CheckJSONUTF8(raw []byte) error {
+	if utf8.Valid(raw) {
+		return nil
+	}
+	bad := 0
+	for bad < len(raw) {
+		r, size := utf8.DecodeRune(raw[bad:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		bad += size
+	}
+	field := jsonFieldAt(raw, int64(bad))
+	if field == "" {
+		field = "payload"
+	}
+	return invalid(field, "must be valid UTF-8 (byte %d of the payload is not)", bad)
+}
+
+// jsonFrame is one open object or array of jsonFieldAt's walk.
+type jsonFrame struct {
+	path    string
+	obj     bool
+	wantKey bool
+	key     string
+	idx     int
+}
+
+func (f *jsonFrame) child() string {
+	if !f.obj {
+		return fmt.Sprintf("%s[%d]", f.path, f.idx)
+	}
+	if f.path == "" {
+		return f.key
+	}
+	return f.path + "." + f.key
+}
+
+// jsonFieldAt returns the path of the JSON value (or object key) that holds
+// byte offset off of raw, or "" at the top level.
+func jsonFieldAt(raw []byte, off int64) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var stack []*jsonFrame
+	for {
+		tok, err := dec.Token()
+		top := (*jsonFrame)(nil)
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if err != nil || dec.InputOffset() > off {
+			switch {
+			case top == nil:
+				return ""
+			case top.obj && top.wantKey:
+				return top.path // a bad key: name the object
+			}
+			return top.child()
+		}
+		switch d, _ := tok.(json.Delim); {
+		case top != nil && top.obj && top.wantKey && d == 0:
+			top.key, top.wantKey = fmt.Sprint(tok), false
+			continue
+		case d == '{' || d == '[':
+			path := ""
+			if top != nil {
+				path = top.child()
+			}
+			stack = append(stack, &jsonFrame{path: path, obj: d == '{', wantKey: d == '{'})
+			continue
+		case d == '}' || d == ']':
+			stack = stack[:len(stack)-1]
+			if len(stack) == 0 {
+				return ""
+			}
+			top = stack[len(stack)-1]
+		}
+		if top != nil {
+			top.wantKey = top.obj
+			top.idx++
+		}
+	}
 }

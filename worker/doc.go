@@ -23,4 +23,18 @@
 // worker checks for tasks every 20 ms rather than every second, due retries
 // are moved to their queue every 250 ms rather than every 5 s, MaxRetry comes
 // from the task types (8) and the shutdown timeout is 30 s.
+//
+// HTTP (http.go). Every route of the listener, and Handler for embedders,
+// sits behind one guard, because the producer API can run commands on the
+// sandboxes and, with the local provider, on this host: the Host header
+// must be a loopback name or in HTTPConfig.AllowedHosts (DNS rebinding;
+// /healthz is exempt for probes by IP), state-changing requests must be
+// same-origin or from HTTPConfig.AllowedOrigins (net/http's
+// CrossOriginProtection; trusted origins also get their CORS preflight
+// answered), and a POST/PUT/PATCH body must be JSON, which no form or
+// no-cors fetch can send without a preflight. The guard sits in front of
+// the dashboard's and the API's own checks rather than replacing them, so
+// each package stays safe when mounted alone. The server has header, idle
+// and body-read timeouts but no write timeout: event streams and long polls
+// bound themselves, and a write timeout would cut them.
 package worker

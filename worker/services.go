@@ -68,6 +68,16 @@ type HTTPConfig struct {
 	APIDisabled bool
 	// PrometheusAddr is the Prometheus server Asynqmon's charts query.
 	PrometheusAddr string
+	// AllowedHosts are the host names (or IP addresses) clients use to
+	// reach the server, besides localhost, 127.0.0.1 and [::1], which are
+	// always allowed; a request naming another Host gets 403 (except
+	// /healthz). Required with a non-loopback Addr. It protects Handler
+	// too. Set by SANDBOXQ_ALLOWED_HOSTS.
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins (scheme://host[:port]) whose
+	// pages may send state-changing requests; every other cross-origin
+	// write gets 403. Set by API_ALLOWED_ORIGINS.
+	AllowedOrigins []string
 }
 
 func defaultOwnerID() string {
@@ -79,7 +89,12 @@ func defaultOwnerID() string {
 
 // serveHTTP serves h on l until ctx is done, then shuts the server down.
 func serveHTTP(ctx context.Context, l net.Listener, h http.Handler, onShutdown func()) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return serveWith(ctx, l, h, onShutdown, defaultLimits)
+}
+
+// serveWith is serveHTTP with the given limits.
+func serveWith(ctx context.Context, l net.Listener, h http.Handler, onShutdown func(), lim httpLimits) error {
+	srv := newServer(h, lim)
 	if onShutdown != nil {
 		srv.RegisterOnShutdown(onShutdown)
 	}

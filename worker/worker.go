@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +104,9 @@ type Worker struct {
 // it failed is closed again. Range errors are *ConfigError.
 func New(cfg Config) (*Worker, error) {
 	if err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	if err := checkListen(cfg.HTTP); err != nil {
 		return nil, err
 	}
 	if cfg.HTTP.Addr != "" {
@@ -244,14 +249,16 @@ func (w *Worker) buildHTTP() (err error) {
 	if !cfg.HTTP.APIDisabled {
 		if w.api, err = api.New(api.Options{
 			Client: tasks.NewClient(cfg.Redis), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
-			Gateway:    cfg.Gateway,
-			ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
+			Gateway: cfg.Gateway, ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
+			Queues: slices.Collect(maps.Keys(cfg.Queues)),
 		}); err != nil {
 			return err
 		}
 		mux.Handle(api.Prefix+"/", w.api)
 	}
-	w.http = mux
+	if w.http, err = newGuard(cfg.HTTP, mux); err != nil {
+		return err
+	}
 	if cfg.HTTP.Addr != "" {
 		if w.listener, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
 			return &ConfigError{Field: "HTTP.Addr", Value: cfg.HTTP.Addr, Reason: "cannot listen: " + err.Error(), Err: err}
@@ -278,7 +285,9 @@ func (w *Worker) close() {
 func (w *Worker) Mux() *asynq.ServeMux { return w.mux }
 
 // Handler is the dashboard and producer API as one http.Handler, for
-// embedders that serve it themselves (HTTP.Addr empty).
+// embedders that serve it themselves (HTTP.Addr empty). It carries the
+// same Host allowlist and cross-origin protection as the listener (see
+// HTTPConfig.AllowedHosts); embedders set the server's own timeouts.
 func (w *Worker) Handler() http.Handler { return w.http }
 
 // Addr is the address the HTTP server listens on ("" without one).

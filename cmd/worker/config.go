@@ -51,6 +51,8 @@ type Config struct {
 	PrometheusAddr    string          `env:"DASHBOARD_PROMETHEUS_ADDR"`
 	APITokens         []secret.Secret `env:"API_TOKENS"`
 	APIDisabled       bool            `env:"API_DISABLED, default=false"`
+	APIAllowedOrigins []string        `env:"API_ALLOWED_ORIGINS"`
+	AllowedHosts      []string        `env:"SANDBOXQ_ALLOWED_HOSTS"`
 
 	// Local provider (used with -dev when COMPUTESDK_API_KEY is unset).
 	LocalAddr string `env:"SANDBOXQ_LOCAL_ADDR, default=127.0.0.1:0"`

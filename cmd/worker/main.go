@@ -142,6 +142,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			Addr: cfg.DashboardAddr, DashboardPath: cfg.DashboardPath, ReadOnly: &readOnly,
 			Auth:      dashboard.Auth{Username: cfg.DashboardUser, Password: cfg.DashboardPassword, BearerToken: cfg.DashboardToken},
 			APITokens: cfg.APITokens, APIDisabled: cfg.APIDisabled, PrometheusAddr: cfg.PrometheusAddr,
+			AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.APIAllowedOrigins,
 		},
 	})
 	if err != nil {

@@ -1,0 +1,226 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// httpLimits are the HTTP server's timeouts and limits (serveHTTP).
+type httpLimits struct {
+	// readHeader bounds reading a request's header, from the first byte
+	// of a new connection.
+	readHeader time.Duration
+	// idle is how long a keep-alive connection may wait for its next
+	// request.
+	idle time.Duration
+	// body is how long a request may take to deliver its body.
+	body time.Duration
+	// maxHeader caps a request header in bytes.
+	maxHeader int
+}
+
+// defaultLimits close a connection that sends nothing useful within 15 s.
+// There is no write timeout: event streams and long polls end themselves
+// (api.Options.MaxStream, MaxWait, a deadline per stream write).
+var defaultLimits = httpLimits{readHeader: 10 * time.Second, idle: 15 * time.Second, body: 15 * time.Second, maxHeader: 64 << 10}
+
+// loopbackHosts are the Host names a loopback listener answers to without
+// configuration (any port).
+var loopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// EnvAllowedHosts and EnvAllowedOrigins name the cmd/worker variables of
+// HTTPConfig.AllowedHosts and HTTPConfig.AllowedOrigins; errors and 403
+// answers name them so an operator knows what to set.
+const (
+	EnvAllowedHosts   = "SANDBOXQ_ALLOWED_HOSTS"
+	EnvAllowedOrigins = "API_ALLOWED_ORIGINS"
+)
+
+// guard is the protection every HTTP route of the worker goes through (the
+// listener and Handler alike):
+//
+//   - the Host header must name this server (DNS rebinding): loopback names
+//     plus AllowedHosts; /healthz is exempt so probes by IP keep working;
+//   - state-changing requests must be same-origin or come from a trusted
+//     origin (http.CrossOriginProtection), which also answers the CORS
+//     preflight of trusted origins;
+//   - a POST, PUT or PATCH with a body must be application/json, so a
+//     "simple" cross-site request (text/plain, no preflight) never reaches
+//     a handler.
+type guard struct {
+	hosts   map[string]bool // host without port, lower case
+	origins map[string]bool
+	cop     *http.CrossOriginProtection
+	next    http.Handler
+}
+
+// newGuard wraps next with the protection of cfg. AllowedHosts entries are
+// host names or IP addresses (a port, if given, is ignored); AllowedOrigins
+// entries are scheme://host[:port].
+func newGuard(cfg HTTPConfig, next http.Handler) (*guard, error) {
+	g := &guard{hosts: map[string]bool{}, origins: map[string]bool{}, cop: http.NewCrossOriginProtection(), next: next}
+	for _, h := range loopbackHosts {
+		g.hosts[h] = true
+	}
+	for _, h := range cfg.AllowedHosts {
+		if strings.TrimSpace(h) == "" {
+			continue // "a,,b" or a trailing comma
+		}
+		name := hostName(strings.TrimSpace(h))
+		if name == "" || strings.ContainsAny(name, "/ ") {
+			return nil, fmt.Errorf("worker: %s entry %q is not a host name or IP address", EnvAllowedHosts, h)
+		}
+		g.hosts[name] = true
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if err := g.cop.AddTrustedOrigin(o); err != nil {
+			return nil, fmt.Errorf("worker: %s entry %q: want scheme://host[:port] such as https://app.example.com (%v)", EnvAllowedOrigins, o, err)
+		}
+		g.origins[o] = true
+	}
+	return g, nil
+}
+
+// checkListen refuses a non-loopback listen address without AllowedHosts:
+// such a server is reached under a name only the operator knows, and
+// without the list a rebinding name would be accepted.
+// It also checks the AllowedHosts and AllowedOrigins entries.
+func checkListen(cfg HTTPConfig) error {
+	if _, err := newGuard(cfg, nil); err != nil {
+		return err
+	}
+	if cfg.Addr == "" || isLoopbackAddr(cfg.Addr) {
+		return nil
+	}
+	if !slices.ContainsFunc(cfg.AllowedHosts, func(h string) bool { return strings.TrimSpace(h) != "" }) {
+		return fmt.Errorf("worker: HTTP address %q is not a loopback address: set %s to the host names clients use to reach it (and set dashboard credentials and API tokens)", cfg.Addr, EnvAllowedHosts)
+	}
+	return nil
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// hostName returns the lower-case host of a Host header or host[:port]
+// entry, without port, brackets or trailing dot.
+func hostName(hostport string) string {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.Trim(h, "[]"), ".")
+	return strings.ToLower(h)
+}
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/healthz" && !g.hosts[hostName(r.Host)] {
+		refuse(w, http.StatusForbidden, fmt.Sprintf("host %q is not served here; add it to %s if clients reach this server under that name", r.Host, EnvAllowedHosts))
+		return
+	}
+	if g.preflight(w, r) {
+		return
+	}
+	if err := g.cop.Check(r); err != nil {
+		refuse(w, http.StatusForbidden, fmt.Sprintf("cross-origin request refused: %s %s from origin %q; a browser page on another origin may only change state here if its origin is listed in %s", r.Method, r.URL.Path, r.Header.Get("Origin"), EnvAllowedOrigins))
+		return
+	}
+	if msg := checkContentType(r); msg != "" {
+		refuse(w, http.StatusUnsupportedMediaType, msg)
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+// preflight adds the CORS headers for a trusted origin and answers its
+// preflight (OPTIONS with Access-Control-Request-Method) itself.
+func (g *guard) preflight(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !g.origins[origin] {
+		return false
+	}
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", "Idempotent-Replayed, Location")
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding, Idempotency-Key, Last-Event-ID")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
+}
+
+// checkContentType requires application/json (or +json) on a POST, PUT or
+// PATCH that carries a body; a body-less POST (Asynqmon's actions) passes.
+func checkContentType(r *http.Request) string {
+	if !slices.Contains([]string{http.MethodPost, http.MethodPut, http.MethodPatch}, r.Method) || r.ContentLength == 0 {
+		return ""
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return ""
+	}
+	if ct == "" {
+		return fmt.Sprintf("%s %s has a body but no Content-Type; send it as application/json", r.Method, r.URL.Path)
+	}
+	return fmt.Sprintf("Content-Type %q is not accepted on %s %s; send the body as application/json", ct, r.Method, r.URL.Path)
+}
+
+// refuse answers status with {"error": msg}, the shape of the API's errors.
+func refuse(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, "{\"error\":%q}\n", msg)
+}
+
+// bodyDeadline gives each request bodyTimeout to deliver its body, then
+// lets handlers that stream (SSE, long polls) run as long as they decide:
+// the server has no write timeout, and net/http clears the read deadline
+// itself when the body has been read (its background read, which notices
+// a client that went away, starts with no deadline).
+func bodyDeadline(next http.Handler, bodyTimeout time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+			if err := rc.SetReadDeadline(time.Now().Add(bodyTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				refuse(w, http.StatusInternalServerError, "cannot set the request's read deadline")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// newServer is the worker's http.Server with its timeouts and limits.
+func newServer(h http.Handler, lim httpLimits) *http.Server {
+	return &http.Server{
+		Handler:           bodyDeadline(h, lim.body),
+		ReadHeaderTimeout: lim.readHeader,
+		IdleTimeout:       lim.idle,
+		MaxHeaderBytes:    lim.maxHeader,
+	}
+}
