@@ -193,6 +193,8 @@ type Client struct {
 	apiKey   credential // nil: no key
 	provider string
 	paths    PathStyle
+	gate     Gate           // nil: calls are not gated
+	tracing  *tracingConfig // nil: no spans
 
 	pollInitial, pollMax, pollTotal time.Duration
 }
@@ -236,6 +238,7 @@ func newClient(base *url.URL, opts []Option) (*Client, error) {
 		c.t.hc = defaultHTTPClient()
 	}
 	c.t.ws = newWSDialer(c.t.hc)
+	c.t.hc = c.tracing.wrap(c.t.hc) // after the WebSocket dialer: that dial stays unspanned
 	return c, nil
 }
 
@@ -274,13 +277,15 @@ func (c *Client) gatewayRequest(ctx context.Context, op, method, rel string, bod
 	if c.provider != "" {
 		h.Set("X-Provider", c.provider)
 	}
-	return c.t.do(ctx, &request{
-		op:      op,
-		method:  method,
-		url:     joinURL(c.base, rel, ""),
-		header:  h,
-		body:    body,
-		secrets: secrets,
+	return c.gatedRequest(ctx, op, func() (*response, error) {
+		return c.t.do(ctx, &request{
+			op:      op,
+			method:  method,
+			url:     joinURL(c.base, rel, ""),
+			header:  h,
+			body:    body,
+			secrets: secrets,
+		})
 	})
 }
 
@@ -373,7 +378,7 @@ func (t *transport) do(ctx context.Context, r *request) (*response, error) {
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
 	}
-	req, err := http.NewRequestWithContext(reqCtx, r.method, r.url.String(), body)
+	req, err := http.NewRequestWithContext(withOp(reqCtx, r.op), r.method, r.url.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %s: building request: %w", r.op, err)
 	}

@@ -309,7 +309,12 @@ func (a *app) withClient(ctx context.Context, cmd *command, c *common, f func(*t
 		fmt.Fprintf(a.stderr, "enqueue: cannot reach Redis at %s: %v\n", target.Where, err)
 		return exitNoRedis
 	}
-	cl := tasks.NewClient(rdb)
+	topts, flush, err := a.tracingOption(ctx)
+	if err != nil {
+		return a.usageError(cmd, err)
+	}
+	defer flush()
+	cl := tasks.NewClient(rdb, topts...)
 	defer cl.Close()
 	return f(cl)
 }
