@@ -29,21 +29,14 @@ func (a *API) traced(next http.Handler, tp trace.TracerProvider) http.Handler {
 			r = &r2
 		}
 		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-			if _, pattern := a.mux.Handler(r); pattern != "" && pattern != "/" {
-				route := pattern
-				if _, path, ok := strings.Cut(pattern, " "); ok {
-					route = path
-				}
-				span.SetName(r.Method + " " + route)
-				span.SetAttributes(attribute.String("http.route", route))
-			}
+			span.SetAttributes(attribute.String("http.route", a.route(r)))
 		}
 		next.ServeHTTP(w, r)
 	})
 	h := otelhttp.NewHandler(inner, "api",
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(propagation.TraceContext{}),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + Prefix }),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + a.route(r) }),
 	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.RawQuery == "" && !r.URL.ForceQuery {
@@ -60,3 +53,16 @@ func (a *API) traced(next http.Handler, tp trace.TracerProvider) http.Handler {
 }
 
 type origURLKey struct{}
+
+// route is the route pattern a request matches, without its method
+// ("/api/v1/tasks/{type}"), or Prefix when none does.
+func (a *API) route(r *http.Request) string {
+	_, pattern := a.mux.Handler(r)
+	if pattern == "" || pattern == "/" {
+		return Prefix
+	}
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		return path
+	}
+	return pattern
+}
