@@ -98,4 +98,12 @@
 // project or route, 405 wrong method, 409 completed task or key in use,
 // 413 body above MaxBody (16 MiB), 415 not JSON, 422 key reuse, 500
 // internal (details only in the server log), 503 no registry.
+//
+// # Tracing
+//
+// With Options.TracerProvider every request is a server span named after
+// its route that continues an incoming W3C traceparent; an enqueue made by
+// the request is a child of it (through the tasks.Client's producer span),
+// and so are the task's attempts in the workers. The span sees neither the
+// query string nor any header.
 package api
