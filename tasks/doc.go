@@ -127,5 +127,7 @@
 // written into the task's asynq headers ("traceparent", "tracestate"),
 // beside "content-encoding"; the worker's attempt spans continue it. This
 // is the one dependency of the package beyond asynq and go-redis: the
-// OpenTelemetry API, which costs a few nanoseconds per enqueue when off.
+// OpenTelemetry API. Off, it adds about 1 µs and 8 small allocations to an
+// enqueue (BenchmarkProducerSpan), next to the Redis round trip of the
+// enqueue itself.
 package tasks
