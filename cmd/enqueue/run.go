@@ -44,6 +44,9 @@ and these shared flags:
 
 Without --wait the task id is printed on stdout.
 
+With $OTEL_EXPORTER_OTLP_ENDPOINT set, each enqueue is a traced producer
+span (OTLP over HTTP; see the README's Tracing section).
+
 Exit codes:
   0  done (or enqueued, without --wait)
   1  the task failed, was archived or was cancelled
