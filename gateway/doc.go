@@ -64,5 +64,5 @@
 //   - Shared rate limit. WithGate puts a Gate before every gateway call (not
 //     daemon calls): it may hold or refuse the call (ErrThrottled), and it is
 //     told of every 429 with a Retry-After, so that a limit shared by many
-//     processes (internal/ratelimit) pauses them all.
+//     processes (gateway/ratelimit) pauses them all.
 package gateway

@@ -9,7 +9,7 @@ import (
 
 // Gate is consulted around every gateway call (not daemon calls): Wait
 // before the request is sent, Pause after the gateway answered 429 with a
-// Retry-After. A shared rate limit (internal/ratelimit) implements it so
+// Retry-After. A shared rate limit (gateway/ratelimit) implements it so
 // that every worker process spends one budget.
 type Gate interface {
 	// Wait blocks until the call may go. An error aborts the call; it

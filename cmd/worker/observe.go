@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/gateway"
-	"github.com/sandboxq/sandboxq/internal/ratelimit"
+	"github.com/sandboxq/sandboxq/gateway/ratelimit"
 	"github.com/sandboxq/sandboxq/internal/tracing"
 )
 

@@ -14,8 +14,8 @@ import (
 
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local"
+	"github.com/sandboxq/sandboxq/gateway/ratelimit"
 	"github.com/sandboxq/sandboxq/handlers"
-	"github.com/sandboxq/sandboxq/internal/ratelimit"
 	"github.com/sandboxq/sandboxq/internal/redistest"
 	tu "github.com/sandboxq/sandboxq/internal/testutil"
 )

@@ -125,7 +125,7 @@ func (g *Gate) Wait(ctx context.Context, op string) error {
 	}
 }
 
-const tracerName = "github.com/sandboxq/sandboxq/internal/ratelimit"
+const tracerName = "github.com/sandboxq/sandboxq/gateway/ratelimit"
 
 // nextWait reports how long to wait before asking again: the pause left,
 // else 0 with a token taken, else the time until the next token.

@@ -3,6 +3,10 @@
 // (github.com/go-redis/redis_rate/v10) before each gateway call, and holds
 // every worker's calls while a 429's Retry-After lasts.
 //
+// cmd/worker builds it from SANDBOXQ_GATEWAY_RATE; an embedder passes
+// gateway.WithGate(g) with g from New to the gateway client its workers
+// share.
+//
 // Decisions:
 //   - One budget for the whole deployment: the gateway limits an API key,
 //     not a process, so every worker spends from one Redis key (keys.go).
