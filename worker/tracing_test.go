@@ -199,12 +199,19 @@ func checkTraceTree(t *testing.T, spans tracetest.SpanStubs, tid trace.TraceID, 
 	}
 }
 
-// checkCalls wants a gateway span and a daemon span under the attempt.
+// checkCalls wants a lease-wait span, a gateway span and a daemon span
+// under the attempt.
 func checkCalls(t *testing.T, spans tracetest.SpanStubs, attempt tracetest.SpanStub) {
 	t.Helper()
-	var gw, daemon int
+	var gw, daemon, lease int
 	for _, s := range spans {
-		if s.Parent.SpanID() != attempt.SpanContext.SpanID() || s.SpanKind != trace.SpanKindClient {
+		if s.Parent.SpanID() != attempt.SpanContext.SpanID() {
+			continue
+		}
+		if s.Name == "project.lease_wait" && attr(s, "sandboxq.lease.result") == "acquired" {
+			lease++
+		}
+		if s.SpanKind != trace.SpanKindClient {
 			continue
 		}
 		switch {
@@ -214,8 +221,8 @@ func checkCalls(t *testing.T, spans tracetest.SpanStubs, attempt tracetest.SpanS
 			daemon++
 		}
 	}
-	if gw == 0 || daemon == 0 {
-		t.Errorf("attempt %s has %d gateway and %d daemon spans, want some of each", attr(attempt, "sandboxq.attempt"), gw, daemon)
+	if gw == 0 || daemon == 0 || lease == 0 {
+		t.Errorf("attempt %s has %d gateway, %d daemon and %d lease-wait spans, want some of each", attr(attempt, "sandboxq.attempt"), gw, daemon, lease)
 	}
 }
 
