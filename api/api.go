@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/internal/secret"
@@ -91,6 +92,9 @@ type Options struct {
 	// MaxStream is the longest an event stream stays open (default 1 h);
 	// the client then reconnects with Last-Event-ID and misses nothing.
 	MaxStream time.Duration
+	// TracerProvider, if set, makes every request a server span that
+	// continues an incoming traceparent (see trace.go). Nil: no spans.
+	TracerProvider trace.TracerProvider
 }
 
 func (o *Options) withDefaults() error {
@@ -177,6 +181,8 @@ type API struct {
 	tokens [][sha256.Size]byte
 	hub    *hub
 
+	handler http.Handler // serve, traced if configured
+
 	closing context.Context
 	close   context.CancelFunc
 	// streams counts open event streams and long polls.
@@ -222,6 +228,7 @@ func New(opts Options) (*API, error) {
 		a.mux.HandleFunc(rt.method+" "+Prefix+rt.path, rt.handle)
 	}
 	a.mux.HandleFunc("/", a.notFound)
+	a.handler = a.traced(http.HandlerFunc(a.serve), opts.TracerProvider)
 	return a, nil
 }
 
@@ -236,7 +243,9 @@ func (a *API) Close() error {
 }
 
 // ServeHTTP authenticates the request and routes it.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	scope, msg := a.authenticate(r)
 	if msg != "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sandboxq"`)

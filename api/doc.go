@@ -139,4 +139,12 @@
 // (read-through routes), 503 no registry or no gateway. Served by the
 // worker, requests first pass its Host and cross-origin guard (403) and its
 // JSON-only body check (415); see package worker.
+//
+// # Tracing
+//
+// With Options.TracerProvider every request is a server span named after
+// its route that continues an incoming W3C traceparent; an enqueue made by
+// the request is a child of it (through the tasks.Client's producer span),
+// and so are the task's attempts in the workers. The span sees neither the
+// query string nor any header.
 package api

@@ -193,6 +193,8 @@ type Client struct {
 	apiKey   credential // nil: no key
 	provider string
 	paths    PathStyle
+	gate     Gate           // nil: calls are not gated
+	tracing  *tracingConfig // nil: no spans
 
 	pollInitial, pollMax, pollTotal time.Duration
 }
@@ -237,6 +239,7 @@ func newClient(base *url.URL, opts []Option) (*Client, error) {
 		c.t.hc = defaultHTTPClient()
 	}
 	c.t.ws = newWSDialer(c.t.hc)
+	c.t.hc = c.tracing.wrap(c.t.hc) // after the WebSocket dialer: that dial stays unspanned
 	return c, nil
 }
 
@@ -281,7 +284,7 @@ func (c *Client) gatewayCall(ctx context.Context, op, method, rel string, body [
 	if c.provider != "" {
 		h.Set("X-Provider", c.provider)
 	}
-	return c.t.send(ctx, &request{
+	r := &request{
 		op:         op,
 		method:     method,
 		url:        joinURL(c.base, rel, ""),
@@ -289,6 +292,10 @@ func (c *Client) gatewayCall(ctx context.Context, op, method, rel string, body [
 		body:       body,
 		secrets:    secrets,
 		idempotent: idempotent,
+	}
+	// Every request, a read's retries included, passes the gate.
+	return c.t.sendWith(ctx, r, func() (*response, error) {
+		return c.gatedRequest(ctx, op, func() (*response, error) { return c.t.do(ctx, r) })
 	})
 }
 
@@ -367,10 +374,16 @@ type response struct {
 
 // send sends r, through doRead when it is an idempotent read.
 func (t *transport) send(ctx context.Context, r *request) (*response, error) {
+	return t.sendWith(ctx, r, func() (*response, error) { return t.do(ctx, r) })
+}
+
+// sendWith is send with each try of r made by try (a gated do, for the
+// gateway's own calls).
+func (t *transport) sendWith(ctx context.Context, r *request, try func() (*response, error)) (*response, error) {
 	if r.idempotent && t.read.retries > 0 {
-		return t.doRead(ctx, r)
+		return t.doRead(ctx, r, try)
 	}
-	return t.do(ctx, r)
+	return try()
 }
 
 // do sends one request. A 2xx answer comes back with its whole body;
@@ -391,7 +404,7 @@ func (t *transport) do(ctx context.Context, r *request) (*response, error) {
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
 	}
-	req, err := http.NewRequestWithContext(reqCtx, r.method, r.url.String(), body)
+	req, err := http.NewRequestWithContext(withOp(reqCtx, r.op), r.method, r.url.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %s: building request: %w", r.op, err)
 	}

@@ -62,4 +62,13 @@
 //     "daemon.health", "daemon.start_server", "daemon.dial_ws", …), status
 //     (0 on a transport error) and duration. Requests are logged at debug
 //     level to the logger from WithLogger (default: discard).
+//   - Tracing. WithTracing makes every HTTP call made under a span a client
+//     span named after its operation ("gateway.find_or_create",
+//     "daemon.start_server") and sends the W3C context; URLs lose query and
+//     userinfo before the span sees them, and no header is recorded. Calls
+//     outside a span (the watchers' polls) are not traced.
+//   - Shared rate limit. WithGate puts a Gate before every gateway call (not
+//     daemon calls): it may hold or refuse the call (ErrThrottled), and it is
+//     told of every 429 with a Retry-After, so that a limit shared by many
+//     processes (gateway/ratelimit) pauses them all.
 package gateway

@@ -78,10 +78,10 @@ func (rr readRetry) wait(n int) time.Duration {
 
 // doRead sends an idempotent request, retrying it as readRetry says. The
 // caller's cancellation ends it at once and is returned as such.
-func (t *transport) doRead(ctx context.Context, r *request) (*response, error) {
+func (t *transport) doRead(ctx context.Context, r *request, try func() (*response, error)) (*response, error) {
 	start := time.Now()
 	for n := 1; ; n++ {
-		resp, err := t.do(ctx, r)
+		resp, err := try()
 		if err == nil || n > t.read.retries || !retryableRead(err) || ctx.Err() != nil {
 			return resp, err
 		}

@@ -63,4 +63,16 @@
 // Results never contain tokens, API keys, env values or file contents:
 // env:update reports key names, files:write counts and paths, command:run
 // its output capped at 64 KiB per stream.
+//
+// # Tracing and the shared rate limit
+//
+// Tracing (tracing.go) makes each attempt a consumer span whose parent is
+// the producer span named by the task's traceparent header, so the attempts
+// of a retried task are siblings in one trace; a wait for a project lease
+// is a child span. It records task type, id, queue, namespace, name,
+// attempt and outcome, and for a failure only an error class, never the
+// error's text. An attempt refused by the shared gateway rate limit
+// (gateway.ErrThrottled) is treated like a busy project: outcome
+// "throttled", not a failure, rescheduled when the limiter says a token is
+// due plus up to BusyDelay of jitter.
 package handlers

@@ -90,6 +90,10 @@ func (p Policy) RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if errors.Is(err, ErrProjectBusy) {
 		return p.BusyDelay/4 + time.Duration(rand.Float64()*float64(p.BusyDelay*3/4))
 	}
+	if te, ok := errors.AsType[*gateway.ThrottledError](err); ok {
+		// The shared gateway budget had no room: come back when it will.
+		return min(te.RetryAfter, p.MaxRetryAfter) + time.Duration(rand.Float64()*float64(p.BusyDelay))
+	}
 	if ra := gateway.RetryAfter(err); ra > 0 {
 		if ra > p.MaxRetryAfter {
 			ra = p.MaxRetryAfter
@@ -100,10 +104,10 @@ func (p Policy) RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 }
 
 // IsFailure implements asynq's Config.IsFailure: a busy project, a rate limit
-// (429) and a lost lease are expected under load and do not count against the
-// task's MaxRetry.
+// (429, or the shared gateway budget out of room) and a lost lease are
+// expected under load and do not count against the task's MaxRetry.
 func IsFailure(err error) bool {
-	if errors.Is(err, ErrProjectBusy) || errors.Is(err, lease.ErrLost) {
+	if errors.Is(err, ErrProjectBusy) || errors.Is(err, lease.ErrLost) || errors.Is(err, gateway.ErrThrottled) {
 		return false
 	}
 	var apiErr *gateway.APIError

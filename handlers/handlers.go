@@ -196,7 +196,9 @@ func leaseKey(p tasks.Project) string {
 
 // lock takes the project's lease for owner, waiting up to LeaseWait. The
 // returned context is cancelled if the lease is lost; release must be called.
-func (h *Handlers) lock(ctx context.Context, p tasks.Project, owner string) (context.Context, func(), error) {
+func (h *Handlers) lock(ctx context.Context, p tasks.Project, owner string) (_ context.Context, _ func(), err error) {
+	span := leaseWaitSpan(ctx, p)
+	defer func() { endLeaseWait(span, err) }()
 	if owner == "" {
 		owner = fmt.Sprintf("anon-%x", rand.Uint64())
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -22,6 +23,7 @@ const (
 	OutcomeBusy      = "busy"
 	OutcomeFailed    = "failed"
 	OutcomeCancelled = "cancelled"
+	OutcomeThrottled = "throttled" // the shared gateway rate limit had no room
 )
 
 // Outcome classifies the error a handler returned.
@@ -31,6 +33,8 @@ func Outcome(err error) string {
 		return OutcomeOK
 	case errors.Is(err, ErrProjectBusy):
 		return OutcomeBusy
+	case errors.Is(err, gateway.ErrThrottled):
+		return OutcomeThrottled
 	case errors.Is(err, errCancelled):
 		return OutcomeCancelled
 	case errors.Is(err, asynq.SkipRetry):
@@ -82,7 +86,7 @@ func Logging(logger *slog.Logger) asynq.MiddlewareFunc {
 			case OutcomeRetry, OutcomeFailed:
 				level = slog.LevelWarn
 				attrs = append(attrs, slog.String("err", err.Error()))
-			case OutcomeBusy:
+			case OutcomeBusy, OutcomeThrottled:
 				level = slog.LevelDebug
 			}
 			logger.Log(ctx, level, "task processed", attrs...)

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Client enqueues tasks, waits for them and cancels them. It is safe for
@@ -21,6 +22,7 @@ type Client struct {
 	insp       *asynq.Inspector
 	logger     *slog.Logger
 	cancelWait time.Duration
+	tracer     trace.Tracer
 }
 
 // ClientOption configures a Client.
@@ -58,6 +60,7 @@ func NewClient(rdb redis.UniversalClient, opts ...ClientOption) *Client {
 		insp:       asynq.NewInspectorFromRedisClient(rdb),
 		logger:     slog.New(slog.DiscardHandler),
 		cancelWait: 10 * time.Second,
+		tracer:     defaultTracer(),
 	}
 	for _, o := range opts {
 		o(c)
@@ -90,17 +93,20 @@ var dedupTypes = map[string]bool{TypeSandboxEnsure: true, TypeSandboxDestroy: tr
 // retrying or active, Enqueue returns that task with Duplicate set instead
 // of creating another. Once that task has completed or been archived, the
 // next Enqueue creates a new task at once.
-func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...asynq.Option) (*Enqueued, error) {
+func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...asynq.Option) (e *Enqueued, err error) {
 	if isNil(p) {
 		return nil, errors.New("tasks: Enqueue of a nil payload")
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	ctx, span := c.startProducer(ctx, p)
+	defer func() { endProducer(span, e, err) }()
 	task, err := New(p, opts...)
 	if err != nil {
 		return nil, err
 	}
+	task = withTraceContext(ctx, task, p, opts)
 	if hp, ok := p.(hasProject); ok && dedupTypes[p.TypeName()] {
 		var all []asynq.Option
 		if o, ok := p.(optioner); ok {

@@ -120,4 +120,16 @@
 // NewClient takes a go-redis UniversalClient (standalone, sentinel or
 // cluster) and builds asynq's Client and Inspector on it; the caller owns
 // and closes that connection. All methods are safe for concurrent use.
+//
+// # Tracing
+//
+// Every Enqueue is an OpenTelemetry producer span (provider from
+// WithTracerProvider, else the global one, a no-op unless the program set
+// one). When the enqueue runs under a span, its W3C trace context is
+// written into the task's asynq headers ("traceparent", "tracestate"),
+// beside "content-encoding"; the worker's attempt spans continue it. This
+// is the one dependency of the package beyond asynq and go-redis: the
+// OpenTelemetry API. Off, it adds about 1 µs and 8 small allocations to an
+// enqueue (BenchmarkProducerSpan), next to the Redis round trip of the
+// enqueue itself.
 package tasks

@@ -17,6 +17,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/api"
 	"github.com/sandboxq/sandboxq/dashboard"
@@ -72,6 +73,11 @@ type Config struct {
 	// Metrics receives the worker's Prometheus series (default: a new
 	// registry, served on /metrics).
 	Metrics *prometheus.Registry
+	// TracerProvider receives the spans of task attempts, of the producer
+	// API's requests and of the enqueues they make (default: the global
+	// provider for attempts, none for the API). Gateway calls are traced
+	// by the Gateway client's own gateway.WithTracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Worker processes sandboxq tasks: an asynq server with sandboxq's handlers
@@ -199,7 +205,7 @@ func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Contex
 	}
 	w.cancellation = handlers.NewCancellation(cfg.Redis, 0, log)
 	w.mux = asynq.NewServeMux()
-	w.mux.Use(handlers.Recover(log), handlers.Logging(log), metrics.Middleware(), w.cancellation.Middleware)
+	w.mux.Use(handlers.Tracing(cfg.TracerProvider), handlers.Recover(log), handlers.Logging(log), metrics.Middleware(), w.cancellation.Middleware)
 	w.handlers.Register(w.mux)
 	if err := maintenance.Register(w.mux, maintenance.Deps{
 		Redis: cfg.Redis, Gateway: cfg.Gateway, Store: w.store, IdleTTL: cfg.Maintenance.IdleTTL,
@@ -248,9 +254,9 @@ func (w *Worker) buildHTTP() (err error) {
 	mux.Handle("/", w.dash)
 	if !cfg.HTTP.APIDisabled {
 		if w.api, err = api.New(api.Options{
-			Client: tasks.NewClient(cfg.Redis), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
+			Client: tasks.NewClient(cfg.Redis, tasks.WithTracerProvider(cfg.TracerProvider)), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
 			Gateway: cfg.Gateway, ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
-			Queues: slices.Collect(maps.Keys(cfg.Queues)),
+			Queues: slices.Collect(maps.Keys(cfg.Queues)), TracerProvider: cfg.TracerProvider,
 		}); err != nil {
 			return err
 		}

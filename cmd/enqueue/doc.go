@@ -22,7 +22,10 @@
 // (required), and the shared flags --redis-url (else $REDIS_URL, else
 // redis://127.0.0.1:6379), --wait, --timeout (for --wait, default 10m),
 // --json, --queue and --max-retry. `enqueue <command> -h` prints a command's
-// flags and examples; `enqueue help` lists the commands.
+// flags and examples; `enqueue help` lists the commands. The standard
+// OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, …) turn on tracing: each
+// enqueue is then a producer span whose context the task carries to the
+// workers; the spans are flushed before the program exits (tracing.go).
 //
 // Output. Without --wait the task id is printed on stdout and a line saying
 // what was enqueued (or that an ensure/destroy of the project was already

@@ -44,6 +44,9 @@ and these shared flags:
 
 Without --wait the task id is printed on stdout.
 
+With $OTEL_EXPORTER_OTLP_ENDPOINT set, each enqueue is a traced producer
+span (OTLP over HTTP; see the README's Tracing section).
+
 Exit codes:
   0  done (or enqueued, without --wait)
   1  the task failed, was archived or was cancelled
@@ -309,7 +312,12 @@ func (a *app) withClient(ctx context.Context, cmd *command, c *common, f func(*t
 		fmt.Fprintf(a.stderr, "enqueue: cannot reach Redis at %s: %v\n", target.Where, err)
 		return exitNoRedis
 	}
-	cl := tasks.NewClient(rdb)
+	topts, flush, err := a.tracingOption(ctx)
+	if err != nil {
+		return a.usageError(cmd, err)
+	}
+	defer flush()
+	cl := tasks.NewClient(rdb, topts...)
 	defer cl.Close()
 	return f(cl)
 }

@@ -29,6 +29,10 @@ type Config struct {
 	LeaseTTL        time.Duration `env:"SANDBOXQ_LEASE_TTL, default=30s"`
 	LeaseWait       time.Duration `env:"SANDBOXQ_LEASE_WAIT, default=3s"`
 
+	// Shared gateway rate limit (observe.go): "50/s", "50/s,burst=10"; off when empty.
+	GatewayRate     string        `env:"SANDBOXQ_GATEWAY_RATE"`
+	GatewayRateWait time.Duration `env:"SANDBOXQ_GATEWAY_RATE_WAIT, default=2s"`
+
 	// Watchers.
 	AccessToken secret.Secret `env:"COMPUTESDK_ACCESS_TOKEN"`
 	EventsAddr  string        `env:"COMPUTESDK_EVENTS_ADDR"`

@@ -114,7 +114,21 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	}
 	metricsReg := prometheus.NewRegistry()
 	gwMetrics := handlers.NewMetrics(metricsReg)
-	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger), gateway.WithObserver(gwMetrics.GatewayObserver())}
+	tp, err := setupTracing(ctx, env, logger)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		closers = append(closers, shutdownTracing(tp))
+	}
+	gate, limit, err := gatewayGate(rdb, &cfg, metricsReg)
+	if err != nil {
+		return err
+	}
+	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger), gateway.WithObserver(gwMetrics.GatewayObserver()), gate}
+	if tp != nil {
+		opts = append(opts, gateway.WithTracing(tp))
+	}
 	if cfg.Provider != "" {
 		opts = append(opts, gateway.WithProvider(cfg.Provider))
 	}
@@ -133,6 +147,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		ShutdownTimeout: cfg.shutdownTimeout(),
 		Handlers:        handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
 		Metrics:         metricsReg,
+		TracerProvider:  traceProvider(tp),
 		Watchers: worker.WatcherConfig{
 			Disabled: cfg.WatchersOff, OwnerID: cfg.OwnerID, Cap: cfg.WatcherCap,
 			EventsAddr: cfg.EventsAddr, AccessToken: cfg.AccessToken,
@@ -149,7 +164,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return workerError(err, env)
 	}
 	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", *dev,
-		"concurrency", cfg.Concurrency, "dashboard", dashboardURL(w.Addr(), cfg.DashboardPath), "events_service", cfg.EventsAddr)
+		"concurrency", cfg.Concurrency, "gateway_rate", limit.String(), "dashboard", dashboardURL(w.Addr(), cfg.DashboardPath), "events_service", cfg.EventsAddr)
 	return w.Run(ctx)
 }
 

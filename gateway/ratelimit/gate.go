@@ -1,0 +1,196 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sandboxq/sandboxq/gateway"
+)
+
+// DefaultMaxWait is how long a call waits for room before it is refused.
+const DefaultMaxWait = 2 * time.Second
+
+// Options configures a Gate.
+type Options struct {
+	// Limit is the shared budget of gateway calls. Zero: no budget, only
+	// the shared pause after a 429.
+	Limit Limit
+	// MaxWait is how long one call waits for a token or for a pause to end
+	// before it is refused with a *gateway.ThrottledError (default
+	// DefaultMaxWait).
+	MaxWait time.Duration
+	// Metrics, if set, receives the gate's series.
+	Metrics prometheus.Registerer
+}
+
+// Gate is a gateway.Gate backed by Redis: one GCRA budget and one pause
+// shared by every process that uses the same Redis.
+type Gate struct {
+	rdb     redis.UniversalClient
+	limiter *redis_rate.Limiter
+	limit   redis_rate.Limit
+	maxWait time.Duration
+
+	waitSeconds *prometheus.HistogramVec
+	pauses      prometheus.Counter
+}
+
+var _ gateway.Gate = (*Gate)(nil)
+
+// New returns a Gate over rdb.
+func New(rdb redis.UniversalClient, opts Options) (*Gate, error) {
+	if rdb == nil {
+		return nil, errors.New("ratelimit: nil Redis client")
+	}
+	if opts.Limit.Rate < 0 || opts.Limit.Burst < 0 || (!opts.Limit.IsZero() && (opts.Limit.Per <= 0 || opts.Limit.Burst == 0)) {
+		return nil, fmt.Errorf("ratelimit: invalid limit %+v", opts.Limit)
+	}
+	if opts.MaxWait < 0 {
+		return nil, fmt.Errorf("ratelimit: MaxWait %v is negative", opts.MaxWait)
+	}
+	if opts.MaxWait == 0 {
+		opts.MaxWait = DefaultMaxWait
+	}
+	g := &Gate{
+		rdb:     rdb,
+		limiter: redis_rate.NewLimiter(rdb),
+		limit:   redis_rate.Limit{Rate: opts.Limit.Rate, Period: opts.Limit.Per, Burst: opts.Limit.Burst},
+		maxWait: opts.MaxWait,
+		waitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sandboxq_gateway_rate_wait_seconds",
+			Help:    "Time a gateway call waited for the shared rate limit (a token or the end of a pause), by result: allowed or throttled (refused, task rescheduled).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+		}, []string{"result"}),
+		pauses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandboxq_gateway_pauses_total",
+			Help: "429 answers with a Retry-After that paused the gateway calls of every worker.",
+		}),
+	}
+	if opts.Metrics != nil {
+		for _, c := range []prometheus.Collector{g.waitSeconds, g.pauses} {
+			if err := opts.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("ratelimit: register metrics: %w", err)
+			}
+		}
+	}
+	return g, nil
+}
+
+// Wait blocks until the shared pause is over and a token is taken, or
+// refuses the call with a *gateway.ThrottledError when that would take
+// longer than MaxWait.
+func (g *Gate) Wait(ctx context.Context, op string) error {
+	start := time.Now()
+	deadline := start.Add(g.maxWait)
+	var span trace.Span // started at the first wait only
+	finish := func(result string, err error) error {
+		d := time.Since(start)
+		g.waitSeconds.WithLabelValues(result).Observe(d.Seconds())
+		if span != nil {
+			span.SetAttributes(attribute.String("sandboxq.rate.result", result))
+			span.End()
+		}
+		return err
+	}
+	for {
+		wait, err := g.nextWait(ctx)
+		if err != nil {
+			return finish("error", fmt.Errorf("gateway: %s: shared rate limit: %w", op, err))
+		}
+		if wait == 0 {
+			return finish("allowed", nil)
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return finish("throttled", &gateway.ThrottledError{Op: op, RetryAfter: wait})
+		}
+		if span == nil {
+			_, span = trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "gateway.rate_limit_wait",
+				trace.WithTimestamp(start), trace.WithAttributes(attribute.String("sandboxq.op", op)))
+		}
+		// A little jitter keeps the waiters of all workers from asking in
+		// lockstep.
+		wait += time.Duration(rand.Int64N(int64(wait/4) + 1))
+		if err := sleep(ctx, wait); err != nil {
+			return finish("error", err)
+		}
+	}
+}
+
+const tracerName = "github.com/sandboxq/sandboxq/gateway/ratelimit"
+
+// nextWait reports how long to wait before asking again: the pause left,
+// else 0 with a token taken, else the time until the next token.
+func (g *Gate) nextWait(ctx context.Context) (time.Duration, error) {
+	ttl, err := g.rdb.PTTL(ctx, PauseKey).Result()
+	if err != nil {
+		return 0, fmt.Errorf("read pause: %w", err)
+	}
+	if ttl > 0 {
+		return ttl, nil
+	}
+	if g.limit.IsZero() {
+		return 0, nil
+	}
+	res, err := g.limiter.Allow(ctx, BucketKey, g.limit)
+	if err != nil {
+		return 0, fmt.Errorf("take token: %w", err)
+	}
+	if res.Allowed > 0 {
+		return 0, nil
+	}
+	return max(res.RetryAfter, time.Millisecond), nil
+}
+
+// pauseScript sets KEYS[1] with a lifetime of ARGV[1] ms unless it
+// already lives at least that long.
+var pauseScript = redis.NewScript(`
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '429', 'PX', ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// Pause holds the gateway calls of every worker for d. A longer pause
+// already in force is kept.
+func (g *Gate) Pause(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	// Recorded even if the caller's context has just ended.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if n, err := pauseScript.Run(pctx, g.rdb, []string{PauseKey}, d.Milliseconds()).Int(); err == nil && n == 1 {
+		g.pauses.Inc()
+	}
+}
+
+// PausedFor reports the pause left, 0 when none.
+func (g *Gate) PausedFor(ctx context.Context) (time.Duration, error) {
+	ttl, err := g.rdb.PTTL(ctx, PauseKey).Result()
+	if err != nil {
+		return 0, err
+	}
+	return max(ttl, 0), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
