@@ -1136,7 +1136,7 @@ export interface operations {
     enqueueTask: {
         parameters: {
             query?: {
-                /** @description Override the type's default queue (a worker must serve it). */
+                /** @description Override the type's default queue; it must be one this deployment serves (400 listing them otherwise). */
                 queue?: string;
                 /** @description Override the type's MaxRetry (default 8). */
                 max_retry?: number;
@@ -1168,7 +1168,7 @@ export interface operations {
                     "application/json": components["schemas"]["EnqueueAnswer"];
                 };
             };
-            /** @description Invalid payload (field names it), invalid JSON, a bad query parameter or Idempotency-Key. */
+            /** @description Invalid payload (field names it; invalid UTF-8 included), invalid JSON, a bad query parameter (?queue= must name a queue this deployment serves; the message lists them) or Idempotency-Key. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1179,6 +1179,15 @@ export interface operations {
             };
             /** @description Missing or invalid bearer token. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding), or the request is cross-origin (Sec-Fetch-Site, or Origin not matching Host) from an origin not listed in API_ALLOWED_ORIGINS. Served by the worker; an API mounted on its own does not add these checks. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1213,7 +1222,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Content-Type is not JSON, or Content-Encoding is neither identity nor gzip. */
+            /** @description Content-Type is not JSON (a body without Content-Type included, as a no-cors fetch sends), or Content-Encoding is neither identity nor gzip. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1625,6 +1634,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description No such task (never enqueued, or gone after its retention). */
             404: {
                 headers: {
@@ -1668,6 +1686,15 @@ export interface operations {
             };
             /** @description Missing or invalid bearer token. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding), or the request is cross-origin (Sec-Fetch-Site, or Origin not matching Host) from an origin not listed in API_ALLOWED_ORIGINS. Served by the worker; an API mounted on its own does not add these checks. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1735,6 +1762,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The project has no sandbox in the registry. */
             404: {
                 headers: {
@@ -1774,7 +1810,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The event stream; it ends when the client disconnects. */
+            /** @description The event stream; it ends when the client disconnects, or after at most 1 h (reconnect with Last-Event-ID). */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -1783,7 +1819,7 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
-            /** @description Invalid namespace, name or event id. */
+            /** @description Invalid namespace or name (invalid UTF-8 included), or an event id that is malformed or out of range (each part at most 18446744073709551615); the message says which. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1794,6 +1830,15 @@ export interface operations {
             };
             /** @description Missing or invalid bearer token. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1823,6 +1868,15 @@ export interface operations {
             };
             /** @description Missing or invalid bearer token. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
