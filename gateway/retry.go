@@ -80,15 +80,17 @@ func (rr readRetry) wait(n int) time.Duration {
 // caller's cancellation ends it at once and is returned as such.
 func (t *transport) doRead(ctx context.Context, r *request, try func() (*response, error)) (*response, error) {
 	start := time.Now()
+	var waited time.Duration // the waits so far: a lower bound of the time spent, whatever sleep does
 	for n := 1; ; n++ {
 		resp, err := try()
 		if err == nil || n > t.read.retries || !retryableRead(err) || ctx.Err() != nil {
 			return resp, err
 		}
 		d := t.read.wait(n)
-		if time.Since(start)+d > t.read.total {
+		if max(time.Since(start), waited)+d > t.read.total {
 			return nil, err
 		}
+		waited += d
 		t.logger.DebugContext(ctx, "gateway read retry",
 			slog.String("op", r.op), slog.Int("retry", n), slog.Duration("wait", d), slog.String("err", err.Error()))
 		if serr := t.read.sleep(ctx, d); serr != nil {

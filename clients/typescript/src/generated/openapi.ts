@@ -863,6 +863,8 @@ export interface components {
             servers_updated: number;
             failures?: components["schemas"]["Failure"][];
             truncated?: boolean;
+            /** @description Entries that could not be checked for a transient reason (gateway or daemon unreachable, 5xx); they are checked again in the next slot. */
+            unchecked?: number;
         };
         /** @description What every task read has; Task adds type and its typed result. */
         TaskBase: {
@@ -1114,6 +1116,15 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding), or the request is cross-origin (Sec-Fetch-Site, or Origin not matching Host) from an origin not listed in API_ALLOWED_ORIGINS. Served by the worker; an API mounted on its own does not add these checks. */
+        Forbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
     };
     parameters: {
         /** @description Override the type's default queue (a worker must serve it). */
@@ -1186,15 +1197,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding), or the request is cross-origin (Sec-Fetch-Site, or Origin not matching Host) from an origin not listed in API_ALLOWED_ORIGINS. Served by the worker; an API mounted on its own does not add these checks. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
+            403: components["responses"]["Forbidden"];
             /** @description Unknown task type. */
             404: {
                 headers: {
@@ -1275,6 +1278,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1306,6 +1310,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1337,6 +1342,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1368,6 +1374,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1399,6 +1406,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1430,6 +1438,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1461,6 +1470,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1492,6 +1502,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1523,6 +1534,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1554,6 +1566,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1585,6 +1598,7 @@ export interface operations {
             202: components["responses"]["EnqueueAccepted"];
             400: components["responses"]["EnqueueBadRequest"];
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             409: components["responses"]["IdempotencyInProgress"];
             413: components["responses"]["BodyTooLarge"];
             415: components["responses"]["UnsupportedMedia"];
@@ -1634,15 +1648,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
+            403: components["responses"]["Forbidden"];
             /** @description No such task (never enqueued, or gone after its retention). */
             404: {
                 headers: {
@@ -1693,15 +1699,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding), or the request is cross-origin (Sec-Fetch-Site, or Origin not matching Host) from an origin not listed in API_ALLOWED_ORIGINS. Served by the worker; an API mounted on its own does not add these checks. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
+            403: components["responses"]["Forbidden"];
             /** @description No such task. */
             404: {
                 headers: {
@@ -1762,15 +1760,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
+            403: components["responses"]["Forbidden"];
             /** @description The project has no sandbox in the registry. */
             404: {
                 headers: {
@@ -1837,15 +1827,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
+            403: components["responses"]["Forbidden"];
         };
     };
     getOpenAPI: {
@@ -1875,15 +1857,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Refused by the worker's HTTP guard: the Host header is not localhost, 127.0.0.1, [::1] or in SANDBOXQ_ALLOWED_HOSTS (DNS rebinding). Served by the worker; an API mounted on its own does not add these checks. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Error"];
-                };
-            };
+            403: components["responses"]["Forbidden"];
         };
     };
     getSandbox: {
@@ -1919,6 +1893,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             /** @description The project has no live sandbox. */
             404: {
                 headers: {
@@ -1966,6 +1941,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             /** @description The project has no live sandbox, or the sandbox has no such server. */
             404: {
                 headers: {
@@ -2015,6 +1991,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             /** @description The project has no live sandbox, or there is no such file. */
             404: {
                 headers: {
@@ -2064,6 +2041,7 @@ export interface operations {
                 };
             };
             401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
             /** @description The project has no live sandbox, or the daemon reports no such env file (the local provider reads a missing file as empty). */
             404: {
                 headers: {
