@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -127,7 +128,17 @@ func TestGatewayRateSharedByWorkerProcesses(t *testing.T) {
 	}
 }
 
-// checkPerSecond counts arrivals per wall-clock second.
+// arrivalJitter bounds how much later than its grant at the gate a request
+// may reach the gateway (scheduling on a busy machine, the proxy hop).
+const arrivalJitter = 200 * time.Millisecond
+
+// checkPerSecond checks the shared budget at the gateway. The gate grants
+// at most limit requests in any one-second window, but arrivals are seen
+// after a varying delay, which can move a grant into the next wall-clock
+// second. So the check counts arrivals in every sliding window of 1 s less
+// arrivalJitter: all of them were granted within one second, so a window
+// holding more than limit means the budget was overrun. The per-second
+// figure is logged too.
 func checkPerSecond(t *testing.T, arrived []time.Time, limit int) {
 	t.Helper()
 	perSecond := map[int64]int{}
@@ -137,9 +148,18 @@ func checkPerSecond(t *testing.T, arrived []time.Time, limit int) {
 		perSecond[s]++
 		busiest = max(busiest, perSecond[s])
 	}
-	t.Logf("%d gateway requests over %d seconds; busiest second: %d", len(arrived), len(perSecond), busiest)
-	if busiest > limit {
-		t.Fatalf("a second had %d gateway requests, want at most %d", busiest, limit)
+	sorted := slices.SortedFunc(slices.Values(arrived), time.Time.Compare)
+	window, most, first := time.Second-arrivalJitter, 0, 0
+	for i, a := range sorted {
+		for a.Sub(sorted[first]) >= window {
+			first++
+		}
+		most = max(most, i-first+1)
+	}
+	t.Logf("%d gateway requests over %d seconds; busiest wall-clock second: %d; busiest %v window: %d",
+		len(arrived), len(perSecond), busiest, window, most)
+	if most > limit {
+		t.Fatalf("%d gateway requests within %v, want at most %d", most, window, limit)
 	}
 }
 
