@@ -10,6 +10,7 @@ import (
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -177,7 +178,7 @@ func (h *Handlers) streamPosition(ctx context.Context, p tasks.Project) (string,
 	if !h.waitThroughEvents() {
 		return "", nil
 	}
-	id, err := tasks.LastEventID(ctx, h.rdb, p)
+	id, err := schema.LastEventID(ctx, h.rdb, p)
 	if err != nil {
 		return "", fmt.Errorf("read event stream position: %w", err)
 	}
