@@ -233,9 +233,8 @@ func (a *API) doEnqueue(ctx context.Context, typ string, body []byte, gz bool, o
 	return http.StatusAccepted, b
 }
 
-// allQueuesKey is asynq's set of known queues: its Inspector finds no task
-// in a queue missing from it.
-const allQueuesKey = "asynq:queues"
+// allQueuesKey is asynq's set of known queues (schema.AsynqQueuesKey).
+const allQueuesKey = schema.AsynqQueuesKey
 
 // registerQueues adds the queues of list to asynq's set of queues on every
 // enqueue. The asynq client adds a queue only the first time it enqueues to

@@ -65,7 +65,11 @@
 //	    of a gateway 429, as PX; its PTTL is the pause left —
 //	    gateway/ratelimit, RatePause.
 //
-// asynq's own keys start with "asynq:" and are asynq's business.
+// asynq's own keys start with "asynq:" and are asynq's business; the two
+// that sandboxq touches directly are named here too: asynq:queues
+// (AsynqQueuesKey, the set of known queues, which the HTTP API re-adds a
+// queue to after Redis restarted empty) and asynq:{<queue>}:t:<id>
+// (AsynqTaskKey, read only to see whether a task exists).
 //
 // # Registry hash fields (RegistryKey)
 //

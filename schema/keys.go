@@ -185,3 +185,15 @@ const (
 	// of the newest source time seen for that server.
 	FieldSeen = "seen"
 )
+
+// asynq's own keys that sandboxq reads or repairs (asynq owns them; they
+// are named here so that no other package spells a Redis key).
+const (
+	// AsynqQueuesKey is asynq's set of known queues: its Inspector finds
+	// no task in a queue missing from it.
+	AsynqQueuesKey = "asynq:queues"
+)
+
+// AsynqTaskKey is asynq's hash of task id in queue:
+// "asynq:{<queue>}:t:<id>".
+func AsynqTaskKey(queue, id string) string { return "asynq:{" + queue + "}:t:" + id }
