@@ -14,7 +14,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
-	"github.com/sandboxq/sandboxq/internal/lease"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -188,11 +188,8 @@ func register[P tasks.Payload](mux *asynq.ServeMux, h *Handlers, fn Func[P]) {
 	})
 }
 
-// leaseKey is the Redis key of a project's mutation lease. The braces are a
-// Redis Cluster hash tag: every key of a project lives in one slot.
-func leaseKey(p tasks.Project) string {
-	return tasks.KeyPrefix + tasks.ProjectTag(p) + ":lease"
-}
+// leaseKey is the Redis key of a project's mutation lease (schema.LeaseKey).
+func leaseKey(p tasks.Project) string { return schema.LeaseKey(p) }
 
 // lock takes the project's lease for owner, waiting up to LeaseWait. The
 // returned context is cancelled if the lease is lost; release must be called.
@@ -205,7 +202,7 @@ func (h *Handlers) lock(ctx context.Context, p tasks.Project, owner string) (_ c
 	key := leaseKey(p)
 	deadline := time.Now().Add(h.cfg.LeaseWait)
 	for {
-		held, err := lease.Acquire(ctx, h.rdb, key, owner, h.cfg.LeaseTTL)
+		held, err := schema.Acquire(ctx, h.rdb, key, owner, h.cfg.LeaseTTL)
 		if err == nil {
 			release := func() {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -216,7 +213,7 @@ func (h *Handlers) lock(ctx context.Context, p tasks.Project, owner string) (_ c
 			}
 			return held.Context(), release, nil
 		}
-		if !errors.Is(err, lease.ErrHeld) {
+		if !errors.Is(err, schema.ErrHeld) {
 			return nil, nil, err
 		}
 		if !time.Now().Before(deadline) {
