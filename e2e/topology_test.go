@@ -42,6 +42,7 @@ func TestTopologies(t *testing.T) {
 		{"scheduler", schedulerOncePerSlot},
 		{"cancel", cancelRunning},
 		{"watchers", watcherTakeover},
+		{"scripts", luaScripts},
 	}
 	for _, name := range []string{"standalone", "cluster", "sentinel"} {
 		t.Run(name, func(t *testing.T) {
