@@ -153,13 +153,30 @@ func (h *Held) keepAlive() {
 }
 
 // Release stops renewing and deletes the lease if it is still ours. It is
-// safe to call more than once; ctx bounds the Redis call.
+// safe to call more than once. A failed delete is retried (every 100 ms,
+// slowing to 500 ms) until ctx ends: during a Redis failover the delete
+// fails for a few seconds, and a lease left behind blocks its project for
+// a whole TTL (measured in e2e TestFailover: 30 s without a completed task
+// after the primary was killed).
 func (h *Held) Release(ctx context.Context) error {
 	var err error
 	h.once.Do(func() {
 		h.cancel(context.Canceled)
 		<-h.done
-		_, err = Release(ctx, h.rdb, h.key, h.owner)
+		delay := 100 * time.Millisecond
+		for {
+			if _, err = Release(ctx, h.rdb, h.key, h.owner); err == nil || errors.Is(err, redis.ErrClosed) {
+				return
+			}
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			delay = min(2*delay, 500*time.Millisecond)
+		}
 	})
 	return err
 }
