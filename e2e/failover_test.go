@@ -70,11 +70,14 @@ type failoverRun struct {
 	dupExecutions, dupCreates, overlapping int
 	failoverSecs, firstCompletionSecs      float64
 	lastCompletionSecs                     float64
+	// primaries lists, in order, the primaries of the killed primary's
+	// data seen from the kill to the end of the run.
+	primaries []string
 }
 
 func (f *failoverRun) table() string {
 	var b strings.Builder
-	row := func(k string, v any) { fmt.Fprintf(&b, "  %-52s %v\n", k, v) }
+	row := func(k string, v any) { fmt.Fprintf(&b, "  %-60s %v\n", k, v) }
 	row("tasks enqueued (acknowledged)", f.enqueued)
 	row("  of which replicated before the ack (WAIT 1)", f.replicated)
 	row("enqueue errors retried by the producer", f.enqueueErrors)
@@ -85,6 +88,7 @@ func (f *failoverRun) table() string {
 	row("duplicate executions", f.dupExecutions)
 	row("duplicate sandbox creates at the provider", f.dupCreates)
 	row("overlapping mutations of one sandbox", f.overlapping)
+	row("primaries after the kill (more than one: another failover)", strings.Join(f.primaries, " → "))
 	row("seconds from kill to failover done", fmt.Sprintf("%.1f", f.failoverSecs))
 	row("seconds from kill to first task completed after it", fmt.Sprintf("%.1f", f.firstCompletionSecs))
 	row("seconds from kill to last task completed", fmt.Sprintf("%.1f", f.lastCompletionSecs))
@@ -109,10 +113,12 @@ func runFailover(t *testing.T, tp *topology) *failoverRun {
 	prod := newProducer(t, tp)
 	var killed time.Time
 	failover := make(chan float64, 1)
+	var watch func() []string
 	acked := prod.run(t, func() {
 		victim := killPrimary(t, tp)
 		killed = time.Now()
 		t.Logf("%s: SIGKILL primary %s (pid %d) after %d acknowledged enqueues", tp.name, victim.Addr, victim.Pid, failoverKillAt)
+		watch = watchPrimary(tp)
 		// The producer carries on while Redis fails over.
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -126,6 +132,7 @@ func runFailover(t *testing.T, tp *topology) *failoverRun {
 	failoverSecs := <-failover
 	afterFailover(t, tp, workers[0])
 	f := settle(t, tp, lp, acked)
+	f.primaries = watch()
 	f.topology, f.failoverSecs, f.enqueueErrors = tp.name, failoverSecs, prod.errors
 	f.firstCompletionSecs, f.lastCompletionSecs = completionsAfter(t, tp, acked, killed)
 	f.dupCreates = duplicateSandboxes(rec.Snapshot())
@@ -147,6 +154,41 @@ func killPrimary(t *testing.T, tp *topology) *redistest.Node {
 	}
 	victim.Kill()
 	return victim
+}
+
+// watchPrimary polls, every 200 ms until the returned stop is called, which
+// node is the primary of the default queue's data, and stop returns the
+// distinct primaries seen, in order.
+func watchPrimary(tp *topology) (stop func() []string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []string)
+	go func() {
+		var seen []string
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			var n *redistest.Node
+			var err error
+			if tp.cluster != nil {
+				n, err = tp.cluster.PrimaryFor(ctx, "asynq:{"+tasks.QueueDefault+"}:pending")
+			} else {
+				n, err = tp.sentinel.Primary(ctx)
+			}
+			if err == nil && n.Alive() && (len(seen) == 0 || seen[len(seen)-1] != n.Addr) {
+				seen = append(seen, n.Addr)
+			}
+			select {
+			case <-ctx.Done():
+				done <- seen
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []string {
+		cancel()
+		return <-done
+	}
 }
 
 func waitHealthy(ctx context.Context, tp *topology) error {

@@ -36,6 +36,10 @@ func TestClusterStartsAndFailsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	get := redis.NewScript(`return redis.call('GET', KEYS[1])`)
+	if v, err := get.Run(ctx, rdb, []string{"{a}x"}).Text(); err != nil || v != "v" {
+		t.Fatalf("script before the kill: %q, %v", v, err)
+	}
 	if err := victim.Client(t).Wait(ctx, 1, 2000).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -55,6 +59,15 @@ func TestClusterStartsAndFailsOver(t *testing.T) {
 	})
 	if err != nil || v != "v" {
 		t.Fatalf("GET {a}x after failover = %q, %v", v, err)
+	}
+	// The promoted replica never saw the script (Redis 7 replicates its
+	// effects, not the script): EVALSHA gets NOSCRIPT and Script.Run falls
+	// back to EVAL.
+	if ex, err := now.Client(t).ScriptExists(ctx, get.Hash()).Result(); err != nil || ex[0] {
+		t.Fatalf("SCRIPT EXISTS on the promoted replica = %v, %v; want a fresh script cache", ex, err)
+	}
+	if v, err := get.Run(ctx, rdb, []string{"{a}x"}).Text(); err != nil || v != "v" {
+		t.Fatalf("script after failover: %q, %v", v, err)
 	}
 }
 
