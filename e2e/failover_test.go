@@ -30,6 +30,12 @@ const (
 	// failoverKillAt is how many tasks are acknowledged when the primary
 	// is killed.
 	failoverKillAt = 150
+	// failoverFrozenTail is how many of the tasks before the kill are
+	// enqueued (due in 3 s) while the primary's replicas are frozen
+	// (SIGSTOP) and cut off (CLIENT KILL TYPE replica): the primary
+	// acknowledges them, WAIT 1 says they are not replicated, and the kill
+	// shows what async replication loses.
+	failoverFrozenTail = 5
 )
 
 // TestFailover: three cmd/worker processes, a producer enqueueing 300 tasks
@@ -41,8 +47,10 @@ const (
 //
 // The producer runs WAIT 1 after each enqueue on the connection that made
 // it, so the test knows which acknowledged tasks had reached a replica.
-// Asserted: none of those is lost, and no project gets a second sandbox.
-// Printed: everything else, including what the unreplicated tail lost.
+// The last failoverFrozenTail enqueues before the kill are made while the
+// primary's replicas are cut off, so they reach no replica. Asserted: no
+// replicated task is lost, exactly the cut-off ones are, and no project
+// gets a second sandbox. Printed: everything else.
 func TestFailover(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"sentinel", "cluster"} {
@@ -56,6 +64,12 @@ func TestFailover(t *testing.T) {
 			}
 			if f.dupCreates != 0 {
 				t.Errorf("%d duplicate sandbox creates at the provider", f.dupCreates)
+			}
+			// The tasks enqueued with the replicas cut off must show up as
+			// lost: this is what async replication loses, and it proves the
+			// test can see a loss.
+			if f.lostUnreplicated != failoverFrozenTail {
+				t.Errorf("%d unreplicated tasks lost, want the %d enqueued with the replicas cut off", f.lostUnreplicated, failoverFrozenTail)
 			}
 		})
 	}
@@ -79,6 +93,7 @@ func (f *failoverRun) table() string {
 	var b strings.Builder
 	row := func(k string, v any) { fmt.Fprintf(&b, "  %-60s %v\n", k, v) }
 	row("tasks enqueued (acknowledged)", f.enqueued)
+	row(fmt.Sprintf("  of which the last %d before the kill with replicas cut off", failoverFrozenTail), failoverFrozenTail)
 	row("  of which replicated before the ack (WAIT 1)", f.replicated)
 	row("enqueue errors retried by the producer", f.enqueueErrors)
 	row("tasks completed", f.completed)
@@ -114,10 +129,29 @@ func runFailover(t *testing.T, tp *topology) *failoverRun {
 	var killed time.Time
 	failover := make(chan float64, 1)
 	var watch func() []string
-	acked := prod.run(t, func() {
-		victim := killPrimary(t, tp)
+	var victim *redistest.Node
+	var frozen []*redistest.Node
+	freeze := func() {
+		victim = currentPrimary(t, tp)
+		frozen = replicasOf(t, tp, victim)
+		for _, r := range frozen {
+			must(t, r.Freeze())
+			t.Cleanup(func() { _ = r.Thaw() })
+		}
+		// Cut the links too: a frozen replica's kernel would still buffer
+		// what the primary sends, and deliver it when thawed.
+		must(t, victim.Client(t).ClientKillByFilter(t.Context(), "TYPE", "replica").Err())
+		prod.waitMS, prod.delayed = 100, true
+	}
+	kill := func() {
+		victim.Kill()
 		killed = time.Now()
-		t.Logf("%s: SIGKILL primary %s (pid %d) after %d acknowledged enqueues", tp.name, victim.Addr, victim.Pid, failoverKillAt)
+		for _, r := range frozen {
+			must(t, r.Thaw())
+		}
+		prod.waitMS, prod.delayed = 500, false
+		t.Logf("%s: SIGKILL primary %s (pid %d) after %d acknowledged enqueues, the last %d with its replicas frozen",
+			tp.name, victim.Addr, victim.Pid, failoverKillAt, failoverFrozenTail)
 		watch = watchPrimary(tp)
 		// The producer carries on while Redis fails over.
 		go func() {
@@ -128,7 +162,8 @@ func runFailover(t *testing.T, tp *topology) *failoverRun {
 			}
 			failover <- time.Since(killed).Seconds()
 		}()
-	})
+	}
+	acked := prod.run(t, freeze, kill)
 	failoverSecs := <-failover
 	afterFailover(t, tp, workers[0])
 	f := settle(t, tp, lp, acked)
@@ -140,20 +175,45 @@ func runFailover(t *testing.T, tp *topology) *failoverRun {
 	return f
 }
 
-func killPrimary(t *testing.T, tp *topology) *redistest.Node {
-	ctx := t.Context()
-	var victim *redistest.Node
+// currentPrimary returns the primary of the default queue's data.
+func currentPrimary(t *testing.T, tp *topology) *redistest.Node {
+	var n *redistest.Node
 	var err error
 	if tp.cluster != nil {
-		victim, err = tp.cluster.PrimaryFor(ctx, "asynq:{"+tasks.QueueDefault+"}:pending")
+		n, err = tp.cluster.PrimaryFor(t.Context(), "asynq:{"+tasks.QueueDefault+"}:pending")
 	} else {
-		victim, err = tp.sentinel.Primary(ctx)
+		n, err = tp.sentinel.Primary(t.Context())
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim.Kill()
-	return victim
+	return n
+}
+
+// replicasOf returns the replicas connected to primary (INFO replication).
+func replicasOf(t *testing.T, tp *topology, primary *redistest.Node) []*redistest.Node {
+	text, err := primary.Client(t).Info(t.Context(), "replication").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*redistest.Node
+	for _, m := range regexp.MustCompile(`(?m)^slave\d+:ip=([^,]+),port=(\d+),`).FindAllStringSubmatch(text, -1) {
+		addr := m[1] + ":" + m[2]
+		var n *redistest.Node
+		if tp.cluster != nil {
+			n = tp.cluster.Node(addr)
+		} else {
+			n = tp.sentinel.Node(addr)
+		}
+		if n == nil {
+			t.Fatalf("primary %s reports unknown replica %s", primary.Addr, addr)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		t.Fatalf("primary %s has no replica:\n%s", primary.Addr, text)
+	}
+	return out
 }
 
 // watchPrimary polls, every 200 ms until the returned stop is called, which
@@ -205,6 +265,11 @@ type producer struct {
 	rdb    redis.UniversalClient
 	client *tasks.Client
 	errors int
+	// waitMS is the timeout of WAIT 1 after each enqueue.
+	waitMS int
+	// delayed makes commands due in 3 s, so that no worker runs them
+	// before the kill.
+	delayed bool
 }
 
 func newProducer(t *testing.T, tp *topology) *producer {
@@ -219,17 +284,20 @@ func newProducer(t *testing.T, tp *topology) *producer {
 		rdb = redis.NewFailoverClient(o)
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
-	return &producer{tp: tp, rdb: rdb, client: tasks.NewClient(rdb)}
+	return &producer{tp: tp, rdb: rdb, client: tasks.NewClient(rdb), waitMS: 500}
 }
 
-// run enqueues the batch; kill is called once failoverKillAt tasks are
-// acknowledged, and the producer goes on afterwards, retrying each failed
+// run enqueues the batch; freeze is called failoverFrozenTail tasks before
+// the kill, and kill once failoverKillAt tasks are acknowledged, and the producer goes on afterwards, retrying each failed
 // enqueue (same task id, so a retry of an enqueue that did happen is not a
 // second task).
-func (p *producer) run(t *testing.T, kill func()) []ackedTask {
+func (p *producer) run(t *testing.T, freeze, kill func()) []ackedTask {
 	var acked []ackedTask
 	for n := range failoverTasks {
-		if n == failoverKillAt {
+		switch n {
+		case failoverKillAt - failoverFrozenTail:
+			freeze()
+		case failoverKillAt:
 			kill()
 		}
 		deadline := time.Now().Add(60 * time.Second)
@@ -272,8 +340,12 @@ func (p *producer) enqueue(ctx context.Context, n int) (ackedTask, error) {
 		keys = []string{"asynq:{" + tasks.QueueCritical + "}:pending", tasks.DedupKey(tasks.TypeSandboxEnsure, proj)}
 	} else {
 		id := fmt.Sprintf("fo-%d", n)
+		opts := []asynq.Option{asynq.TaskID(id)}
+		if p.delayed {
+			opts = append(opts, asynq.ProcessIn(3*time.Second))
+		}
 		e, err = p.client.RunCommand(ctx, tasks.CommandRun{Project: proj,
-			Command: fmt.Sprintf("sleep 0.1; echo %d >> log.txt", n)}, asynq.TaskID(id))
+			Command: fmt.Sprintf("sleep 0.1; echo %d >> log.txt", n)}, opts...)
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
 			e, err = &tasks.Enqueued{ID: id, Queue: tasks.QueueDefault, Type: tasks.TypeCommandRun}, nil
 		}
@@ -300,7 +372,7 @@ func (p *producer) replicated(ctx context.Context, key string) bool {
 		}
 		c = m
 	}
-	n, err := c.Do(ctx, "WAIT", 1, 500).Int()
+	n, err := c.Do(ctx, "WAIT", 1, p.waitMS).Int()
 	return err == nil && n >= 1
 }
 
