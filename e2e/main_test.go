@@ -61,7 +61,7 @@ type workerProc struct {
 
 // startWorker runs cmd/worker with env (added to a minimal environment) and
 // waits until it logs that it is processing tasks.
-func startWorker(t *testing.T, env map[string]string, args ...string) *workerProc {
+func startWorker(t testing.TB, env map[string]string, args ...string) *workerProc {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "worker"), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LOG_FORMAT=json", "LOG_LEVEL=info", "DASHBOARD_ADDR=127.0.0.1:0"}

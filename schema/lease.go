@@ -290,7 +290,30 @@ func (h *Held) Release(ctx context.Context) error {
 	h.once.Do(func() {
 		h.cancel(context.Canceled)
 		<-h.done
-		_, err = ReleaseLease(ctx, h.rdb, h.key, "", h.owner)
+		err = h.release(ctx)
 	})
 	return err
+}
+
+// release deletes the lease if it is still ours, retrying a failed delete
+// (every 100 ms, slowing to 500 ms) until ctx ends: during a Redis failover
+// the delete fails for a few seconds, and a lease left behind blocks its
+// project for a whole TTL (e2e TestFailover measured 30 s without a
+// completed task after the primary was killed).
+func (h *Held) release(ctx context.Context) error {
+	delay := 100 * time.Millisecond
+	for {
+		_, err := ReleaseLease(ctx, h.rdb, h.key, "", h.owner)
+		if err == nil || errors.Is(err, redis.ErrClosed) {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
 }

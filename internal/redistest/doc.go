@@ -27,4 +27,16 @@
 //     environment sets SANDBOXQ_REQUIRE_REDIS to a true value (CI does), in
 //     which case Main prints why and exits 1. Kind reports which one runs.
 //   - A Redis on 127.0.0.1:6379 is never used.
+//
+// NewCluster (3 primaries, 1 replica each, joined by `redis-cli --cluster
+// create`) and NewSentinel (1 primary, 2 replicas, 3 `redis-server
+// --sentinel`) start a whole topology for one test, from the same binaries,
+// on free loopback ports, torn down by t.Cleanup. They return the REDIS_URL
+// form the binaries accept, a go-redis client, every Node (address and pid,
+// so a test can SIGKILL a primary), the current primary, and WaitHealthy,
+// which after a kill means "failover finished". Timeouts are short (cluster
+// node timeout and sentinel down-after 1 s) so that a failover takes a few
+// seconds. Without the binaries they skip, or fail under
+// SANDBOXQ_REQUIRE_REDIS; they never fall back to miniredis, which has
+// neither cluster nor sentinel.
 package redistest

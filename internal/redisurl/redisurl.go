@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -94,10 +95,19 @@ func isNodeList(raw string) bool {
 	return true
 }
 
+// ClusterStateReloadInterval is how stale a cluster client's slot map may
+// get. go-redis reloads the map at once on MOVED/ASK, but a primary that
+// died answers nothing: without a reload the client keeps dialling it until
+// the map is this old (go-redis's default is 60 s, measured as a 60 s stall
+// of every task of the dead primary's slots after its replica took over).
+// A reload is one CLUSTER SLOTS per client, done only when the client is
+// in use.
+const ClusterStateReloadInterval = time.Second
+
 // parseClusterList reads a comma-separated list of redis:// or rediss://
 // node URLs as one Redis Cluster; credentials and TLS come from the first.
 func parseClusterList(raw string) (*Target, error) {
-	var opt redis.ClusterOptions
+	opt := redis.ClusterOptions{ClusterStateReloadInterval: ClusterStateReloadInterval}
 	for i, part := range strings.Split(raw, ",") {
 		o, err := redis.ParseURL(strings.TrimSpace(part))
 		if err != nil {
