@@ -29,7 +29,7 @@ import (
 // handler there: mux.Handle(api.Prefix+"/", a).
 const Prefix = "/api/v1"
 
-// Defaults of Options.
+// Defaults of Config.
 const (
 	DefaultMaxBody            = 16 << 20
 	DefaultHeartbeat          = 15 * time.Second
@@ -40,9 +40,9 @@ const (
 	DefaultMaxStream          = time.Hour
 )
 
-// Options configures an API. Client and Redis are required; every other
+// Config configures an API. Client and Redis are required; every other
 // field has the default its comment states.
-type Options struct {
+type Config struct {
 	// Client enqueues, inspects and cancels tasks. Every rule of the Go
 	// producer API (validation, defaults, deduplication, splitting of large
 	// file sets) holds because every request goes through it.
@@ -97,16 +97,16 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 }
 
-func (o *Options) withDefaults() error {
+func (o *Config) withDefaults() error {
 	if o.Client == nil {
-		return errors.New("api: Options.Client is required")
+		return errors.New("api: Config.Client is required")
 	}
 	if o.Redis == nil {
-		return errors.New("api: Options.Redis is required")
+		return errors.New("api: Config.Redis is required")
 	}
 	for i, t := range o.Tokens {
 		if t.IsZero() {
-			return fmt.Errorf("api: Options.Tokens[%d] is empty", i)
+			return fmt.Errorf("api: Config.Tokens[%d] is empty", i)
 		}
 	}
 	if o.ListenAddr != "" {
@@ -135,14 +135,14 @@ func (o *Options) withDefaults() error {
 		{"MaxStream", &o.MaxStream, DefaultMaxStream},
 	} {
 		if *d.v < 0 {
-			return fmt.Errorf("api: Options.%s %v is negative", d.name, *d.v)
+			return fmt.Errorf("api: Config.%s %v is negative", d.name, *d.v)
 		}
 		if *d.v == 0 {
 			*d.v = d.def
 		}
 	}
 	if o.MaxBody < 0 {
-		return fmt.Errorf("api: Options.MaxBody %d is negative", o.MaxBody)
+		return fmt.Errorf("api: Config.MaxBody %d is negative", o.MaxBody)
 	}
 	if o.MaxBody == 0 {
 		o.MaxBody = DefaultMaxBody
@@ -175,7 +175,7 @@ func CheckListen(addr string, tokens []secret.Secret) error {
 // API is the HTTP producer API. It is an http.Handler for the paths under
 // Prefix; it is safe for concurrent use.
 type API struct {
-	opts   Options
+	opts   Config
 	log    *slog.Logger
 	mux    *http.ServeMux
 	tokens [][sha256.Size]byte
@@ -214,7 +214,7 @@ func (a *API) routes() []route {
 
 // New returns the API. Nothing runs until requests arrive; Close ends
 // open event streams and long polls.
-func New(opts Options) (*API, error) {
+func New(opts Config) (*API, error) {
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ func TestBrowserShowsQueuesAndSandboxes(t *testing.T) {
 	bin := chromiumPath(t)
 	dir := artifactsDir(t)
 	reg := prometheus.NewRegistry()
-	b := setup(t, func(o *dashboard.Options) { o.Metrics = reg; o.Refresh = -1 })
+	b := setup(t, func(o *dashboard.Config) { o.Metrics = reg; o.Refresh = -1 })
 	w := b.startWorker(t, reg, nil)
 	ctx := t.Context()
 	wait := b.wait(t)

@@ -19,7 +19,7 @@ import (
 	"github.com/sandboxq/sandboxq/events"
 )
 
-// Defaults of Options.
+// Defaults of Config.
 const (
 	DefaultRootPath = "/monitoring"
 	DefaultRefresh  = 5 * time.Second
@@ -32,9 +32,9 @@ type Registry interface {
 	prometheus.Gatherer
 }
 
-// Options configures a Dashboard. Redis is required; every other field has
+// Config configures a Dashboard. Redis is required; every other field has
 // the default its comment states.
-type Options struct {
+type Config struct {
 	// Redis is asynq's and the registry's Redis. The Dashboard does not
 	// close it.
 	Redis redis.UniversalClient
@@ -100,9 +100,9 @@ type Dashboard struct {
 var reservedPaths = []string{"/", "/healthz", "/readyz", "/metrics", "/sandboxes", "/api"}
 
 // New checks opts and builds the handler; nothing runs in the background.
-func New(opts Options) (*Dashboard, error) {
+func New(opts Config) (*Dashboard, error) {
 	if opts.Redis == nil {
-		return nil, errors.New("dashboard: Options.Redis is required")
+		return nil, errors.New("dashboard: Config.Redis is required")
 	}
 	if err := opts.Auth.Validate(); err != nil {
 		return nil, err
@@ -129,7 +129,7 @@ func New(opts Options) (*Dashboard, error) {
 		registry: opts.Metrics,
 	}
 	if d.store == nil {
-		d.store = events.NewStore(opts.Redis, events.StoreOptions{})
+		d.store = events.NewStore(opts.Redis, events.StoreConfig{})
 	}
 	if d.refresh == 0 {
 		d.refresh = DefaultRefresh

@@ -36,7 +36,7 @@ type worker struct {
 func (b *testBundle) startWorker(t *testing.T, reg prometheus.Registerer, extra func(*asynq.ServeMux)) *worker {
 	t.Helper()
 	m := handlers.NewMetrics(reg)
-	lp, gw := testutil.Provider(t, local.Options{}, gateway.WithObserver(m.GatewayObserver()))
+	lp, gw := testutil.Provider(t, local.Config{}, gateway.WithObserver(m.GatewayObserver()))
 	h, err := handlers.New(handlers.Config{Gateway: gw, Redis: b.rdb, Logger: b.logger, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func (testTask) Options() []asynq.Option {
 func TestMetricsAfterTasksRan(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	b := setup(t, func(o *dashboard.Options) { o.Metrics = reg; o.Auth = testAuth() })
+	b := setup(t, func(o *dashboard.Config) { o.Metrics = reg; o.Auth = testAuth() })
 	var busyOnce atomic.Bool
 	w := b.startWorker(t, reg, func(mux *asynq.ServeMux) {
 		mux.HandleFunc("test:busy", func(context.Context, *asynq.Task) error {
@@ -186,13 +186,13 @@ func TestMetricsAfterTasksRan(t *testing.T) {
 	mustNotContain(t, "/metrics", body, `"m"`, "team-a", "sbx")
 
 	// A second dashboard on the same registry needs the first closed.
-	if _, err := dashboard.New(dashboard.Options{Redis: b.rdb, Metrics: reg}); err == nil {
+	if _, err := dashboard.New(dashboard.Config{Redis: b.rdb, Metrics: reg}); err == nil {
 		t.Error("two dashboards registered on one registry")
 	}
 	if err := b.dash.Close(); err != nil {
 		t.Fatal(err)
 	}
-	d2, err := dashboard.New(dashboard.Options{Redis: b.rdb, Metrics: reg})
+	d2, err := dashboard.New(dashboard.Config{Redis: b.rdb, Metrics: reg})
 	if err != nil {
 		t.Fatalf("New after Close: %v", err)
 	}

@@ -10,7 +10,7 @@
 // one project's keys share a cluster slot.
 //
 //	sandboxq:{ns/name}:events   stream (tasks.EventsKey), capped with
-//	                            XADD MAXLEN ~ (StoreOptions.MaxLen, default
+//	                            XADD MAXLEN ~ (StoreConfig.MaxLen, default
 //	                            10000); each entry has one field "event":
 //	                            the event JSON without "id" (the entry id
 //	                            is the event id)

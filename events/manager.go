@@ -138,7 +138,7 @@ func (c *Config) applyDefaults() error {
 		c.Concurrency = DefaultConcurrency
 	}
 	if c.Store == nil {
-		c.Store = NewStore(c.Redis, StoreOptions{})
+		c.Store = NewStore(c.Redis, StoreConfig{})
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -80,8 +80,8 @@ func (e Entry) Project() tasks.Project {
 	return tasks.Project{Namespace: e.Namespace, Name: e.Name}
 }
 
-// StoreOptions configures a Store.
-type StoreOptions struct {
+// StoreConfig configures a Store.
+type StoreConfig struct {
 	// MaxLen is the approximate cap of each project's stream (XADD MAXLEN
 	// ~). Default DefaultMaxLen.
 	MaxLen int64
@@ -98,7 +98,7 @@ type Store struct {
 }
 
 // NewStore returns a Store over rdb.
-func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
+func NewStore(rdb redis.UniversalClient, opts StoreConfig) *Store {
 	s := &Store{rdb: rdb, maxLen: opts.MaxLen, now: opts.Now}
 	if s.maxLen <= 0 {
 		s.maxLen = DefaultMaxLen

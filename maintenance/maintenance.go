@@ -17,7 +17,7 @@ import (
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
-// Defaults of Deps.
+// Defaults of Config.
 const (
 	DefaultIdleTTL    = 30 * time.Minute
 	DefaultStaleAfter = 24 * time.Hour
@@ -26,10 +26,10 @@ const (
 // pageSize is how many registry entries a run reads at a time.
 const pageSize = 200
 
-// Deps are what the maintenance handlers need. Redis is required; Gateway
+// Config is what the maintenance handlers need. Redis is required; Gateway
 // is required for reconcile. Every other field has the default its comment
 // states.
-type Deps struct {
+type Config struct {
 	Redis redis.UniversalClient
 	// Gateway is asked whether each registered sandbox still exists.
 	Gateway *gateway.Client
@@ -52,18 +52,18 @@ type Deps struct {
 	Now func() time.Time
 }
 
-func (d *Deps) withDefaults() error {
+func (d *Config) withDefaults() error {
 	if d.Redis == nil {
-		return errors.New("maintenance: Deps.Redis is required")
+		return errors.New("maintenance: Config.Redis is required")
 	}
 	if d.Gateway == nil {
-		return errors.New("maintenance: Deps.Gateway is required")
+		return errors.New("maintenance: Config.Gateway is required")
 	}
 	if d.IdleTTL < 0 || d.StaleAfter < 0 {
 		return errors.New("maintenance: IdleTTL and StaleAfter must not be negative")
 	}
 	if d.Store == nil {
-		d.Store = events.NewStore(d.Redis, events.StoreOptions{})
+		d.Store = events.NewStore(d.Redis, events.StoreConfig{})
 	}
 	if d.Client == nil {
 		d.Client = tasks.NewClient(d.Redis)
@@ -86,7 +86,7 @@ func (d *Deps) withDefaults() error {
 // Register adds the maintenance:cleanup and maintenance:reconcile handlers
 // to mux. It panics, like asynq.ServeMux.Handle, if a type is already
 // registered.
-func Register(mux *asynq.ServeMux, deps Deps) error {
+func Register(mux *asynq.ServeMux, deps Config) error {
 	if mux == nil {
 		return errors.New("maintenance: Register: nil ServeMux")
 	}
@@ -100,7 +100,7 @@ func Register(mux *asynq.ServeMux, deps Deps) error {
 }
 
 type runner struct {
-	deps Deps
+	deps Config
 	log  *slog.Logger
 }
 

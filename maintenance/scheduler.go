@@ -41,7 +41,7 @@ type SchedulerConfig struct {
 	// DefaultCleanupSpec (every 10 min), DefaultReconcileSpec (every 5 min).
 	CleanupSpec, ReconcileSpec string
 	// CleanupIdleTTL is the idle_ttl of scheduled cleanups; 0 leaves it to
-	// the handler's default (Deps.IdleTTL).
+	// the handler's default (Config.IdleTTL).
 	CleanupIdleTTL time.Duration
 	// Location is the time zone of the specs (default UTC).
 	Location *time.Location

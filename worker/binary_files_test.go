@@ -119,7 +119,7 @@ func TestBinaryFileRetryResumes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rt := &failFirstDecode{next: http.DefaultTransport}
-	lp, gw := testutil.Provider(t, local.Options{Observe: b.obs.Add}, gateway.WithHTTPClient(&http.Client{Transport: rt}))
+	lp, gw := testutil.Provider(t, local.Config{Observe: b.obs.Add}, gateway.WithHTTPClient(&http.Client{Transport: rt}))
 	b.lp, b.gw = lp, gw
 	b.startWorker(t, nil)
 	data := randomBytes(t, 64<<10)

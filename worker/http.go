@@ -27,7 +27,7 @@ type httpLimits struct {
 
 // defaultLimits close a connection that sends nothing useful within 15 s.
 // There is no write timeout: event streams and long polls end themselves
-// (api.Options.MaxStream, MaxWait, a deadline per stream write).
+// (api.Config.MaxStream, MaxWait, a deadline per stream write).
 var defaultLimits = httpLimits{readHeader: 10 * time.Second, idle: 15 * time.Second, body: 15 * time.Second, maxHeader: 64 << 10}
 
 // loopbackHosts are the Host names a loopback listener answers to without

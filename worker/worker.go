@@ -153,7 +153,7 @@ func recoverBuild(build func() error) (err error) {
 // what was opened.
 func (w *Worker) build() error {
 	metrics := handlers.NewMetrics(w.cfg.Metrics)
-	w.store = events.NewStore(w.cfg.Redis, events.StoreOptions{})
+	w.store = events.NewStore(w.cfg.Redis, events.StoreConfig{})
 	claim, err := w.buildWatchers(metrics)
 	if err != nil {
 		return err
@@ -207,7 +207,7 @@ func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Contex
 	w.mux = asynq.NewServeMux()
 	w.mux.Use(handlers.Tracing(cfg.TracerProvider), handlers.Recover(log), handlers.Logging(log), metrics.Middleware(), w.cancellation.Middleware)
 	w.handlers.Register(w.mux)
-	if err := maintenance.Register(w.mux, maintenance.Deps{
+	if err := maintenance.Register(w.mux, maintenance.Config{
 		Redis: cfg.Redis, Gateway: cfg.Gateway, Store: w.store, IdleTTL: cfg.Maintenance.IdleTTL,
 		Claim: claim, Logger: cfg.Logger.With("component", "maintenance"),
 	}); err != nil {
@@ -240,7 +240,7 @@ func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Contex
 // buildHTTP creates the dashboard and the API and opens the listener.
 func (w *Worker) buildHTTP() (err error) {
 	cfg := w.cfg
-	if w.dash, err = dashboard.New(dashboard.Options{
+	if w.dash, err = dashboard.New(dashboard.Config{
 		Redis: cfg.Redis, RootPath: cfg.HTTP.DashboardPath, ReadOnly: cfg.HTTP.ReadOnly, Auth: cfg.HTTP.Auth,
 		ListenAddr: cfg.HTTP.Addr, Store: w.store, Metrics: cfg.Metrics, PrometheusAddr: cfg.HTTP.PrometheusAddr,
 		Ready: w.ready, Logger: cfg.Logger.With("component", "dashboard"),
@@ -253,7 +253,7 @@ func (w *Worker) buildHTTP() (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", w.dash)
 	if !cfg.HTTP.APIDisabled {
-		if w.api, err = api.New(api.Options{
+		if w.api, err = api.New(api.Config{
 			Client: tasks.NewClient(cfg.Redis, tasks.WithTracerProvider(cfg.TracerProvider)), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
 			Gateway: cfg.Gateway, ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
 			Queues: slices.Collect(maps.Keys(cfg.Queues)), TracerProvider: cfg.TracerProvider,

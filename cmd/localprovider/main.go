@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageError{fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel)}
 	}
-	opts := local.Options{
+	opts := local.Config{
 		Addr:             *addr,
 		AllowNonLoopback: *allowRemote,
 		Root:             *root,

@@ -20,7 +20,7 @@ import (
 	"github.com/sandboxq/sandboxq/internal/secret"
 )
 
-// Defaults for Options.
+// Defaults for Config.
 const (
 	DefaultAddr        = "127.0.0.1:0"
 	DefaultMaxOutput   = 1 << 20
@@ -28,8 +28,8 @@ const (
 	DefaultLogLimit    = 256 << 10
 )
 
-// Options configures a Provider. The zero value is usable.
-type Options struct {
+// Config configures a Provider. The zero value is usable.
+type Config struct {
 	// Addr is the listen address, default "127.0.0.1:0". A non-loopback
 	// address is refused unless AllowNonLoopback is set.
 	Addr             string
@@ -147,7 +147,7 @@ type Provider struct {
 type nameKey struct{ namespace, name string }
 
 // Start validates opts, listens and serves until Close.
-func Start(opts Options) (*Provider, error) {
+func Start(opts Config) (*Provider, error) {
 	addr := opts.Addr
 	if addr == "" {
 		addr = DefaultAddr

@@ -19,8 +19,8 @@ import (
 // DefaultMaxWait is how long a call waits for room before it is refused.
 const DefaultMaxWait = 2 * time.Second
 
-// Options configures a Gate.
-type Options struct {
+// Config configures a Gate.
+type Config struct {
 	// Limit is the shared budget of gateway calls. Zero: no budget, only
 	// the shared pause after a 429.
 	Limit Limit
@@ -47,7 +47,7 @@ type Gate struct {
 var _ gateway.Gate = (*Gate)(nil)
 
 // New returns a Gate over rdb.
-func New(rdb redis.UniversalClient, opts Options) (*Gate, error) {
+func New(rdb redis.UniversalClient, opts Config) (*Gate, error) {
 	if rdb == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}

@@ -53,7 +53,7 @@ func Eventually(tb testing.TB, what string, timeout time.Duration, cond func() b
 // Provider starts a local provider for the test (closed when it ends) and
 // returns it with a gateway client authenticated to it. gwOpts are added to
 // the client's options.
-func Provider(tb testing.TB, opts local.Options, gwOpts ...gateway.Option) (*local.Provider, *gateway.Client) {
+func Provider(tb testing.TB, opts local.Config, gwOpts ...gateway.Option) (*local.Provider, *gateway.Client) {
 	tb.Helper()
 	lp, err := local.Start(opts)
 	if err != nil {
@@ -72,7 +72,7 @@ func Provider(tb testing.TB, opts local.Options, gwOpts ...gateway.Option) (*loc
 }
 
 // Recorder collects what a local provider observed (use Add as
-// local.Options.Observe); safe for concurrent use.
+// local.Config.Observe); safe for concurrent use.
 type Recorder struct {
 	mu  sync.Mutex
 	obs []local.Observation
