@@ -350,7 +350,7 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 		if w.ctx.Err() != nil {
 			return false, true
 		}
-		if refused(err) {
+		if gateway.IsStaleSandbox(err) {
 			notify(w.refind)
 		} else {
 			w.m.log.Debug("poll servers", "project", w.member, "err", err)
@@ -445,10 +445,4 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 		}
 	}
 	return polled, false
-}
-
-// refused reports a daemon answer that means our sandbox record is stale:
-// the token is refused or the sandbox is unknown.
-func refused(err error) bool {
-	return errors.Is(err, gateway.ErrUnauthorized) || errors.Is(err, gateway.ErrForbidden) || errors.Is(err, gateway.ErrNotFound)
 }
