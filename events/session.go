@@ -58,7 +58,7 @@ func (w *watcher) wsLoop(ctx context.Context, d *gateway.Daemon) {
 		if ctx.Err() != nil {
 			return
 		}
-		if refused(err) {
+		if gateway.IsStaleSandbox(err) {
 			notify(w.refind)
 			return
 		}

@@ -397,7 +397,7 @@ func (w *watcher) listServers(sess *session) (infos []gateway.ServerInfo, polled
 	if w.ctx.Err() != nil {
 		return nil, false, true
 	}
-	if refused(err) {
+	if gateway.IsStaleSandbox(err) {
 		notify(w.refind)
 	} else {
 		w.m.log.Debug("poll servers", "project", w.member, "err", err)
@@ -513,10 +513,4 @@ func (w *watcher) recordSandboxes(sess *session, sandboxes []sandboxObservation)
 		}
 	}
 	return false
-}
-
-// refused reports a daemon answer that means our sandbox record is stale:
-// the token is refused or the sandbox is unknown.
-func refused(err error) bool {
-	return errors.Is(err, gateway.ErrUnauthorized) || errors.Is(err, gateway.ErrForbidden) || errors.Is(err, gateway.ErrNotFound)
 }

@@ -67,7 +67,7 @@ func (h *Handlers) stopCancelledStart(ctx context.Context, owner string, p tasks
 	lctx, release, err := h.lock(sctx, p, owner)
 	if err == nil {
 		defer release()
-		err = h.withSandbox(lctx, p, false, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+		err = h.withSandbox(lctx, p, false, func(_ *gateway.Sandbox, d Daemon) error {
 			if cur, err := d.GetServer(lctx, res.Slug); err == nil && (cur.Status == gateway.ServerReady || !up(cur.Status)) {
 				return nil // it became ready meanwhile, or is not running
 			}
@@ -105,7 +105,7 @@ func (h *Handlers) startServer(ctx context.Context, owner string, p tasks.Server
 		HealthCheck:   p.HealthCheck,
 	}
 	w := serverWait{wait: p.ShouldWait(), waitFor: p.WaitFor, timeout: time.Duration(p.WaitTimeoutMS) * time.Millisecond}
-	return h.actThenWait(ctx, owner, p.Project, boolOr(p.Ensure, true), w, progress, func(ctx context.Context, d *gateway.Daemon) (*ServerResult, error) {
+	return h.actThenWait(ctx, owner, p.Project, boolOr(p.Ensure, true), w, progress, func(ctx context.Context, d Servers) (*ServerResult, error) {
 		cur, err := d.GetServer(ctx, p.Slug)
 		switch {
 		case errors.Is(err, gateway.ErrNotFound):
@@ -144,7 +144,7 @@ type serverWait struct {
 // releases the lease, and then, if asked, waits for the server act returned
 // (DESIGN.md §4.3: the lease covers the mutation, not the waiting).
 func (h *Handlers) actThenWait(ctx context.Context, owner string, p tasks.Project, create bool, w serverWait, progress func(*ServerResult),
-	act func(context.Context, *gateway.Daemon) (*ServerResult, error)) (*ServerResult, error) {
+	act func(context.Context, Servers) (*ServerResult, error)) (*ServerResult, error) {
 	lctx, release, err := h.lock(ctx, p, owner)
 	if err != nil {
 		return nil, err
@@ -156,9 +156,9 @@ func (h *Handlers) actThenWait(ctx context.Context, owner string, p tasks.Projec
 	}
 	var (
 		res    *ServerResult
-		daemon *gateway.Daemon
+		daemon Servers
 	)
-	err = h.withSandbox(lctx, p, create, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+	err = h.withSandbox(lctx, p, create, func(_ *gateway.Sandbox, d Daemon) error {
 		daemon = d
 		var err error
 		res, err = act(lctx, d)
@@ -182,7 +182,7 @@ func (h *Handlers) streamPosition(ctx context.Context, p tasks.Project) (string,
 	if !h.waitThroughEvents() {
 		return "", nil
 	}
-	id, err := tasks.LastEventID(ctx, h.rdb, p)
+	id, err := h.cfg.Store.LastEventID(ctx, p)
 	if err != nil {
 		return "", fmt.Errorf("read event stream position: %w", err)
 	}
@@ -216,7 +216,7 @@ func (h *Handlers) serverStop(ctx context.Context, t *Task[tasks.ServerStop]) (a
 	}
 	defer release()
 	var res *ServerResult
-	err = h.withSandbox(lctx, p.Project, false, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+	err = h.withSandbox(lctx, p.Project, false, func(_ *gateway.Sandbox, d Daemon) error {
 		err := d.StopServer(lctx, p.Slug)
 		if errors.Is(err, gateway.ErrNotFound) {
 			res = &ServerResult{Slug: p.Slug, Status: gateway.ServerStopped, Action: "absent"}
@@ -244,7 +244,7 @@ func (h *Handlers) serverRestart(ctx context.Context, t *Task[tasks.ServerRestar
 
 func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.ServerRestart, progress func(*ServerResult)) (*ServerResult, error) {
 	w := serverWait{wait: p.ShouldWait(), waitFor: p.WaitFor, timeout: time.Duration(p.WaitTimeoutMS) * time.Millisecond}
-	return h.actThenWait(ctx, owner, p.Project, false, w, progress, func(ctx context.Context, d *gateway.Daemon) (*ServerResult, error) {
+	return h.actThenWait(ctx, owner, p.Project, false, w, progress, func(ctx context.Context, d Servers) (*ServerResult, error) {
 		s, err := d.RestartServer(ctx, p.Slug)
 		if err != nil {
 			return nil, err
@@ -263,7 +263,7 @@ func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.Serv
 // (the position before the task acted) and asks the watcher to poll fast;
 // a direct read every FallbackRead covers a project no watcher runs for.
 // Without one it polls the daemon every PollInterval.
-func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.Daemon, res *ServerResult, fromID, waitFor string, timeout time.Duration, progress func(*ServerResult)) (*ServerResult, error) {
+func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d Servers, res *ServerResult, fromID, waitFor string, timeout time.Duration, progress func(*ServerResult)) (*ServerResult, error) {
 	if timeout <= 0 {
 		timeout = h.cfg.DefaultWaitTimeout
 	}
@@ -299,7 +299,7 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.D
 	}
 	viaEvents := h.waitThroughEvents()
 	if viaEvents {
-		if err := events.Expedite(wctx, h.rdb, p, 0); err != nil {
+		if err := h.cfg.Store.Expedite(wctx, p); err != nil {
 			h.log.WarnContext(ctx, "ask the watcher to poll fast", "namespace", p.Namespace, "name", p.Name, "err", err)
 		}
 	}
@@ -329,7 +329,7 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.D
 		if viaEvents {
 			// Follow the stream until the next direct read is due.
 			sctx, scancel := context.WithTimeout(wctx, interval)
-			_, last, err := events.WaitServer(sctx, h.rdb, p, res.Slug, fromID, fromStream)
+			_, last, err := h.cfg.Store.WaitServer(sctx, p, res.Slug, fromID, fromStream)
 			scancel()
 			if last != "" {
 				fromID = last
