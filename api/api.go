@@ -2,15 +2,12 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/internal/access"
 	"github.com/sandboxq/sandboxq/internal/secret"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -159,14 +157,11 @@ func CheckListen(addr string, tokens []secret.Secret) error {
 			return nil
 		}
 	}
-	host, _, err := net.SplitHostPort(addr)
+	loopback, err := access.LoopbackAddr(addr)
 	if err != nil {
-		return fmt.Errorf("api: listen address %q: %w", addr, err)
+		return fmt.Errorf("api: listen %w", err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(strings.Trim(host, "[]")); ip != nil && ip.IsLoopback() {
+	if loopback {
 		return nil
 	}
 	return fmt.Errorf("api: refusing to serve on %q without a token: it is not a loopback address; configure at least one API token or listen on 127.0.0.1", addr)
@@ -178,7 +173,7 @@ type API struct {
 	opts   Config
 	log    *slog.Logger
 	mux    *http.ServeMux
-	tokens [][sha256.Size]byte
+	tokens []access.Digest
 	hub    *hub
 
 	handler http.Handler // serve, traced if configured
@@ -222,7 +217,7 @@ func New(opts Config) (*API, error) {
 	a.closing, a.close = context.WithCancel(context.Background())
 	a.hub = newHub(opts.Redis, a.log)
 	for _, t := range opts.Tokens {
-		a.tokens = append(a.tokens, sha256.Sum256([]byte(t.Reveal())))
+		a.tokens = append(a.tokens, access.DigestOf(t.Reveal()))
 	}
 	for _, rt := range a.routes() {
 		a.mux.HandleFunc(rt.method+" "+Prefix+rt.path, rt.handle)
@@ -266,22 +261,14 @@ func (a *API) authenticate(r *http.Request) (scope, msg string) {
 		return "", ""
 	}
 	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
 	if h == "" {
 		return "", "missing bearer token: send the header Authorization: Bearer <token>"
 	}
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+	tok, ok := access.BearerToken(h)
+	if !ok {
 		return "", "the Authorization header must be Bearer <token>"
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	match := -1
-	for i := range a.tokens {
-		// Compare with every token, so the time taken says nothing about
-		// which one (if any) matched.
-		if subtle.ConstantTimeCompare(sum[:], a.tokens[i][:]) == 1 {
-			match = i
-		}
-	}
+	match := access.Match(tok, a.tokens)
 	if match < 0 {
 		return "", "invalid bearer token"
 	}

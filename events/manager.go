@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -683,7 +684,7 @@ func (m *Manager) nudgeLoop(ctx context.Context) {
 				return
 			}
 			m.log.Warn("subscribe to watcher nudges", "err", err)
-			if !sleepCtx(ctx, m.backoff(attempt)) {
+			if backoff.Sleep(ctx, m.backoff(attempt)) != nil {
 				return
 			}
 			attempt++

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -66,7 +67,7 @@ func (w *watcher) wsLoop(ctx context.Context, d *gateway.Daemon) {
 			attempt = 0
 		}
 		w.m.log.Debug("daemon websocket", "project", w.member, "err", err, "attempt", attempt)
-		if !sleepCtx(ctx, w.m.backoff(attempt)) {
+		if backoff.Sleep(ctx, w.m.backoff(attempt)) != nil {
 			return
 		}
 		attempt++
@@ -147,7 +148,7 @@ func (w *watcher) eventsLoop(ctx context.Context, sandboxID, token string) {
 			attempt = 0
 		}
 		w.m.log.Debug("events service", "project", w.member, "err", err, "attempt", attempt)
-		if !sleepCtx(ctx, w.m.backoff(attempt)) {
+		if backoff.Sleep(ctx, w.m.backoff(attempt)) != nil {
 			return
 		}
 		attempt++

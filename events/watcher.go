@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -193,7 +194,7 @@ func (w *watcher) run() {
 // backoff when earlier sessions ended by a refusal. It returns nil when
 // the watcher should end.
 func (w *watcher) openSession(refinds int) *session {
-	if refinds > 0 && !sleepCtx(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, refinds-1)) {
+	if refinds > 0 && backoff.Sleep(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, refinds-1)) != nil {
 		return nil
 	}
 	sb, id := w.resolve()
@@ -240,7 +241,7 @@ func resetTimer(t *time.Timer, d time.Duration) {
 func (w *watcher) resolve() (*gateway.Sandbox, string) {
 	log := w.m.log.With("project", w.member)
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 && !sleepCtx(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, attempt-1)) {
+		if attempt > 0 && backoff.Sleep(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, attempt-1)) != nil {
 			return nil, ""
 		}
 		e, err := w.m.store.Get(w.ctx, w.p)

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -165,19 +164,6 @@ func writeFault(w http.ResponseWriter, scope string, f Fault) {
 		return
 	}
 	writeDaemonError(w, status, msg)
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // dropLoop closes every WebSocket abruptly every DropWebSocketsEvery. It

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
 // DefaultMaxWait is how long a call waits for room before it is refused.
@@ -119,7 +120,7 @@ func (g *Gate) Wait(ctx context.Context, op string) error {
 		// A little jitter keeps the waiters of all workers from asking in
 		// lockstep.
 		wait += time.Duration(rand.Int64N(int64(wait/4) + 1))
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return finish("error", err)
 		}
 	}
@@ -182,15 +183,4 @@ func (g *Gate) PausedFor(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	return max(ttl, 0), nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
