@@ -95,55 +95,71 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 }
 
-func (o *Config) withDefaults() error {
-	if o.Client == nil {
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result.
+func (c *Config) withDefaults() error {
+	if c.Client == nil {
 		return errors.New("api: Config.Client is required")
 	}
-	if o.Redis == nil {
+	if c.Redis == nil {
 		return errors.New("api: Config.Redis is required")
 	}
-	for i, t := range o.Tokens {
-		if t.IsZero() {
-			return fmt.Errorf("api: Config.Tokens[%d] is empty", i)
-		}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.ListenAddr != "" {
-		if err := CheckListen(o.ListenAddr, o.Tokens); err != nil {
-			return err
-		}
+	if len(c.Queues) == 0 {
+		c.Queues = slices.Collect(maps.Keys(tasks.DefaultQueues))
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if len(o.Queues) == 0 {
-		o.Queues = slices.Collect(maps.Keys(tasks.DefaultQueues))
-	}
-	o.Queues = slices.Clone(o.Queues)
-	slices.Sort(o.Queues)
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"Heartbeat", &o.Heartbeat, DefaultHeartbeat},
-		{"IdempotencyTTL", &o.IdempotencyTTL, DefaultIdempotencyTTL},
-		{"MaxWait", &o.MaxWait, DefaultMaxWait},
-		{"PollInterval", &o.PollInterval, DefaultPollInterval},
-		{"EventsPollInterval", &o.EventsPollInterval, DefaultEventsPollInterval},
-		{"MaxStream", &o.MaxStream, DefaultMaxStream},
-	} {
-		if *d.v < 0 {
-			return fmt.Errorf("api: Config.%s %v is negative", d.name, *d.v)
-		}
+	c.Queues = slices.Clone(c.Queues)
+	slices.Sort(c.Queues)
+	for _, d := range c.durations() {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
 	}
-	if o.MaxBody < 0 {
-		return fmt.Errorf("api: Config.MaxBody %d is negative", o.MaxBody)
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
 	}
-	if o.MaxBody == 0 {
-		o.MaxBody = DefaultMaxBody
+	return c.validate()
+}
+
+// durationField is a duration of Config, with its name and default.
+type durationField struct {
+	name string
+	v    *time.Duration
+	def  time.Duration
+}
+
+func (c *Config) durations() []durationField {
+	return []durationField{
+		{"Heartbeat", &c.Heartbeat, DefaultHeartbeat},
+		{"IdempotencyTTL", &c.IdempotencyTTL, DefaultIdempotencyTTL},
+		{"MaxWait", &c.MaxWait, DefaultMaxWait},
+		{"PollInterval", &c.PollInterval, DefaultPollInterval},
+		{"EventsPollInterval", &c.EventsPollInterval, DefaultEventsPollInterval},
+		{"MaxStream", &c.MaxStream, DefaultMaxStream},
+	}
+}
+
+// validate reports the first field that is out of range, naming it.
+func (c *Config) validate() error {
+	for i, t := range c.Tokens {
+		if t.IsZero() {
+			return fmt.Errorf("api: Config.Tokens[%d] is empty", i)
+		}
+	}
+	if c.ListenAddr != "" {
+		if err := CheckListen(c.ListenAddr, c.Tokens); err != nil {
+			return err
+		}
+	}
+	for _, d := range c.durations() {
+		if *d.v < 0 {
+			return fmt.Errorf("api: Config.%s %v is negative", d.name, *d.v)
+		}
+	}
+	if c.MaxBody < 0 {
+		return fmt.Errorf("api: Config.MaxBody %d is negative", c.MaxBody)
 	}
 	return nil
 }

@@ -76,6 +76,43 @@ type Config struct {
 	Now func() time.Time
 }
 
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result. RootPath is
+// checked and cleaned by New.
+func (c *Config) withDefaults() error {
+	if c.Redis == nil {
+		return errors.New("dashboard: Config.Redis is required")
+	}
+	if c.Store == nil {
+		c.Store = events.NewStore(c.Redis, events.StoreConfig{})
+	}
+	if c.Refresh == 0 {
+		c.Refresh = DefaultRefresh
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	return c.validate()
+}
+
+// validate reports half-configured credentials and a non-loopback
+// ListenAddr without them.
+func (c *Config) validate() error {
+	if err := c.Auth.Validate(); err != nil {
+		return err
+	}
+	if c.ListenAddr != "" {
+		return CheckListen(c.ListenAddr, c.Auth)
+	}
+	return nil
+}
+
 // Dashboard is the operations HTTP handler: Asynqmon under RootPath,
 // /healthz, /readyz, /metrics, /sandboxes and /api/sandboxes.
 type Dashboard struct {
@@ -101,16 +138,8 @@ var reservedPaths = []string{"/", "/healthz", "/readyz", "/metrics", "/sandboxes
 
 // New checks opts and builds the handler; nothing runs in the background.
 func New(opts Config) (*Dashboard, error) {
-	if opts.Redis == nil {
-		return nil, errors.New("dashboard: Config.Redis is required")
-	}
-	if err := opts.Auth.Validate(); err != nil {
+	if err := opts.withDefaults(); err != nil {
 		return nil, err
-	}
-	if opts.ListenAddr != "" {
-		if err := CheckListen(opts.ListenAddr, opts.Auth); err != nil {
-			return nil, err
-		}
 	}
 	root, err := cleanRootPath(opts.RootPath)
 	if err != nil {
@@ -127,21 +156,6 @@ func New(opts Config) (*Dashboard, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		registry: opts.Metrics,
-	}
-	if d.store == nil {
-		d.store = events.NewStore(opts.Redis, events.StoreConfig{})
-	}
-	if d.refresh == 0 {
-		d.refresh = DefaultRefresh
-	}
-	if d.log == nil {
-		d.log = slog.New(slog.DiscardHandler)
-	}
-	if d.now == nil {
-		d.now = time.Now
-	}
-	if d.registry == nil {
-		d.registry = prometheus.NewRegistry()
 	}
 	if err := d.registerCollectors(); err != nil {
 		return nil, err

@@ -86,7 +86,9 @@ type Config struct {
 	OnLeaseLost func()
 }
 
-func (c *Config) applyDefaults() error {
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result.
+func (c *Config) withDefaults() error {
 	var missing []string
 	if c.Redis == nil {
 		missing = append(missing, "Redis")
@@ -100,36 +102,12 @@ func (c *Config) applyDefaults() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("events: Config needs %s", strings.Join(missing, ", "))
 	}
-	for name, d := range map[string]time.Duration{
-		"LeaseTTL": c.LeaseTTL, "ClaimInterval": c.ClaimInterval, "FastPoll": c.FastPoll,
-		"SlowPoll": c.SlowPoll, "ExpediteFor": c.ExpediteFor, "SettleAfter": c.SettleAfter,
-		"PingInterval": c.PingInterval, "ReconnectMin": c.ReconnectMin, "ReconnectMax": c.ReconnectMax,
-	} {
-		if d < 0 {
-			return fmt.Errorf("events: Config.%s must not be negative", name)
+	for _, d := range c.durations() {
+		if *d.v == 0 {
+			*d.v = d.def
 		}
 	}
-	if c.Cap < 0 || c.Concurrency < 0 {
-		return errors.New("events: Config.Cap and Concurrency must not be negative")
-	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&c.LeaseTTL, DefaultLeaseTTL)
-	def(&c.ClaimInterval, DefaultClaimInterval)
-	def(&c.FastPoll, DefaultFastPoll)
-	def(&c.SlowPoll, DefaultSlowPoll)
-	def(&c.ExpediteFor, DefaultExpediteFor)
-	def(&c.SettleAfter, DefaultSettleAfter)
-	def(&c.PingInterval, DefaultPingInterval)
-	def(&c.ReconnectMin, DefaultReconnectMin)
-	def(&c.ReconnectMax, DefaultReconnectMax)
-	if c.LeaseTTL < 30*time.Millisecond {
-		return fmt.Errorf("events: Config.LeaseTTL %v is below 30ms", c.LeaseTTL)
-	}
-	if c.ReconnectMax < c.ReconnectMin {
+	if c.ReconnectMax >= 0 && c.ReconnectMax < c.ReconnectMin {
 		c.ReconnectMax = c.ReconnectMin
 	}
 	if c.Cap == 0 {
@@ -146,6 +124,43 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.EventsToken == nil {
 		c.EventsToken = func(sb *gateway.Sandbox) string { return sb.Token }
+	}
+	return c.validate()
+}
+
+// durationField is a duration of Config, with its name and default.
+type durationField struct {
+	name string
+	v    *time.Duration
+	def  time.Duration
+}
+
+func (c *Config) durations() []durationField {
+	return []durationField{
+		{"LeaseTTL", &c.LeaseTTL, DefaultLeaseTTL},
+		{"ClaimInterval", &c.ClaimInterval, DefaultClaimInterval},
+		{"FastPoll", &c.FastPoll, DefaultFastPoll},
+		{"SlowPoll", &c.SlowPoll, DefaultSlowPoll},
+		{"ExpediteFor", &c.ExpediteFor, DefaultExpediteFor},
+		{"SettleAfter", &c.SettleAfter, DefaultSettleAfter},
+		{"PingInterval", &c.PingInterval, DefaultPingInterval},
+		{"ReconnectMin", &c.ReconnectMin, DefaultReconnectMin},
+		{"ReconnectMax", &c.ReconnectMax, DefaultReconnectMax},
+	}
+}
+
+// validate reports the first field that is out of range, naming it.
+func (c *Config) validate() error {
+	for _, d := range c.durations() {
+		if *d.v < 0 {
+			return fmt.Errorf("events: Config.%s must not be negative", d.name)
+		}
+	}
+	if c.Cap < 0 || c.Concurrency < 0 {
+		return errors.New("events: Config.Cap and Concurrency must not be negative")
+	}
+	if c.LeaseTTL < 30*time.Millisecond {
+		return fmt.Errorf("events: Config.LeaseTTL %v is below 30ms", c.LeaseTTL)
 	}
 	return nil
 }
@@ -184,7 +199,7 @@ type hooks struct {
 
 // NewManager checks cfg and returns a Manager; Run starts it.
 func NewManager(cfg Config) (*Manager, error) {
-	if err := cfg.applyDefaults(); err != nil {
+	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
 	return &Manager{

@@ -83,7 +83,7 @@ func (e Entry) Project() tasks.Project {
 // StoreConfig configures a Store.
 type StoreConfig struct {
 	// MaxLen is the approximate cap of each project's stream (XADD MAXLEN
-	// ~). Default DefaultMaxLen.
+	// ~). Zero or less: DefaultMaxLen.
 	MaxLen int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -98,15 +98,21 @@ type Store struct {
 }
 
 // NewStore returns a Store over rdb.
-func NewStore(rdb redis.UniversalClient, opts StoreConfig) *Store {
-	s := &Store{rdb: rdb, maxLen: opts.MaxLen, now: opts.Now}
-	if s.maxLen <= 0 {
-		s.maxLen = DefaultMaxLen
+func NewStore(rdb redis.UniversalClient, cfg StoreConfig) *Store {
+	cfg.withDefaults()
+	return &Store{rdb: rdb, maxLen: cfg.MaxLen, now: cfg.Now}
+}
+
+// withDefaults fills the zero values with their documented defaults. A
+// StoreConfig has nothing to reject (NewStore returns no error): a MaxLen
+// of zero or less is the default.
+func (c *StoreConfig) withDefaults() {
+	if c.MaxLen <= 0 {
+		c.MaxLen = DefaultMaxLen
 	}
-	if s.now == nil {
-		s.now = time.Now
+	if c.Now == nil {
+		c.Now = time.Now
 	}
-	return s
 }
 
 // Redis returns the client the store uses.

@@ -52,33 +52,40 @@ type Config struct {
 	Now func() time.Time
 }
 
-func (d *Config) withDefaults() error {
-	if d.Redis == nil {
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result.
+func (c *Config) withDefaults() error {
+	if c.Redis == nil {
 		return errors.New("maintenance: Config.Redis is required")
 	}
-	if d.Gateway == nil {
+	if c.Gateway == nil {
 		return errors.New("maintenance: Config.Gateway is required")
 	}
-	if d.IdleTTL < 0 || d.StaleAfter < 0 {
+	if c.Store == nil {
+		c.Store = events.NewStore(c.Redis, events.StoreConfig{})
+	}
+	if c.Client == nil {
+		c.Client = tasks.NewClient(c.Redis)
+	}
+	if c.IdleTTL == 0 {
+		c.IdleTTL = DefaultIdleTTL
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = DefaultStaleAfter
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c.validate()
+}
+
+// validate reports a negative IdleTTL or StaleAfter.
+func (c *Config) validate() error {
+	if c.IdleTTL < 0 || c.StaleAfter < 0 {
 		return errors.New("maintenance: IdleTTL and StaleAfter must not be negative")
-	}
-	if d.Store == nil {
-		d.Store = events.NewStore(d.Redis, events.StoreConfig{})
-	}
-	if d.Client == nil {
-		d.Client = tasks.NewClient(d.Redis)
-	}
-	if d.IdleTTL == 0 {
-		d.IdleTTL = DefaultIdleTTL
-	}
-	if d.StaleAfter == 0 {
-		d.StaleAfter = DefaultStaleAfter
-	}
-	if d.Logger == nil {
-		d.Logger = slog.New(slog.DiscardHandler)
-	}
-	if d.Now == nil {
-		d.Now = time.Now
 	}
 	return nil
 }

@@ -33,6 +33,26 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
+// withDefaults fills the zero values with their documented defaults, then
+// validates the result.
+func (c *Config) withDefaults() error {
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	return c.validate()
+}
+
+// validate reports an invalid Limit and a negative MaxWait.
+func (c *Config) validate() error {
+	if c.Limit.Rate < 0 || c.Limit.Burst < 0 || (!c.Limit.IsZero() && (c.Limit.Per <= 0 || c.Limit.Burst == 0)) {
+		return fmt.Errorf("ratelimit: invalid limit %+v", c.Limit)
+	}
+	if c.MaxWait < 0 {
+		return fmt.Errorf("ratelimit: MaxWait %v is negative", c.MaxWait)
+	}
+	return nil
+}
+
 // Gate is a gateway.Gate backed by Redis: one GCRA budget and one pause
 // shared by every process that uses the same Redis.
 type Gate struct {
@@ -52,14 +72,8 @@ func New(rdb redis.UniversalClient, opts Config) (*Gate, error) {
 	if rdb == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}
-	if opts.Limit.Rate < 0 || opts.Limit.Burst < 0 || (!opts.Limit.IsZero() && (opts.Limit.Per <= 0 || opts.Limit.Burst == 0)) {
-		return nil, fmt.Errorf("ratelimit: invalid limit %+v", opts.Limit)
-	}
-	if opts.MaxWait < 0 {
-		return nil, fmt.Errorf("ratelimit: MaxWait %v is negative", opts.MaxWait)
-	}
-	if opts.MaxWait == 0 {
-		opts.MaxWait = DefaultMaxWait
+	if err := opts.withDefaults(); err != nil {
+		return nil, err
 	}
 	g := &Gate{
 		rdb:     rdb,
