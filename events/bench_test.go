@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/redistest"
@@ -307,11 +308,11 @@ func BenchmarkSignalToStream(b *testing.B) {
 		if _, err := d.StartServer(ctx, gateway.ServerStartOptions{Slug: "web", Start: "exec '" + exe + "'", Environment: map[string]string{helperEnv: "serve"}}); err != nil {
 			b.Fatal(err)
 		}
-		waitEvent(ServerReady)
+		waitEvent(sandboxq.ServerReady)
 		if err := d.StopServer(ctx, "web"); err != nil {
 			b.Fatal(err)
 		}
-		waitEvent(ServerStopped)
+		waitEvent(sandboxq.ServerStopped)
 	}
 	b.StopTimer()
 	slices.Sort(lat)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -32,18 +33,6 @@ const (
 	FieldCreatedAt = "created_at"
 	FieldUpdatedAt = "updated_at"
 	FieldWatcher   = "watcher"
-)
-
-// Server statuses (computesdk-protocol.md); the registry stores whatever
-// status a source reports, these are the ones sandboxq acts on.
-const (
-	ServerInstalling = "installing"
-	ServerStarting   = "starting"
-	ServerRunning    = "running"
-	ServerReady      = "ready"
-	ServerRestarting = "restarting"
-	ServerStopped    = "stopped"
-	ServerFailed     = "failed"
 )
 
 // DefaultMaxLen is the default approximate cap of a project's event stream.
@@ -499,7 +488,7 @@ func (s *Store) StopServers(ctx context.Context, p tasks.Project, sandboxID stri
 	}
 	slugs := make([]string, 0, len(e.Servers))
 	for slug, st := range e.Servers {
-		if st.Status != ServerStopped {
+		if st.Status != sandboxq.ServerStopped {
 			slugs = append(slugs, slug)
 		}
 	}
@@ -508,7 +497,7 @@ func (s *Store) StopServers(ctx context.Context, p tasks.Project, sandboxID stri
 	for _, slug := range slugs {
 		prev := e.Servers[slug]
 		ev, err := s.ServerStatus(ctx, p, e.SandboxID, slug, ServerState{
-			Status: ServerStopped, Port: prev.Port, ExitCode: prev.ExitCode, // UpdatedAt zero: never stale
+			Status: sandboxq.ServerStopped, Port: prev.Port, ExitCode: prev.ExitCode, // UpdatedAt zero: never stale
 		})
 		if err != nil {
 			return out, err

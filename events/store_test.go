@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/internal/redistest"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -52,7 +53,7 @@ func TestStoreUpsertEmitsCreatedOnce(t *testing.T) {
 		t.Fatalf("entry = %+v", e)
 	}
 	// A new sandbox id for the project is a new sandbox: created again, servers reset.
-	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerReady}); err != nil {
+	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerReady}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Upsert(ctx, p, "sbx_2", "local"); err != nil {
@@ -72,7 +73,7 @@ func TestStoreServerStatusDedup(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	p := tasks.Project{Namespace: "team/a", Name: "shop"}
-	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerStarting}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerStarting}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("server status without entry: err = %v, want ErrNotFound", err)
 	}
 	if err := s.Upsert(ctx, p, "sbx_1", "local"); err != nil {
@@ -84,21 +85,21 @@ func TestStoreServerStatusDedup(t *testing.T) {
 		st   ServerState
 		emit bool
 	}{
-		{ServerState{Status: ServerStarting, Port: 3000, UpdatedAt: at(0)}, true},
-		{ServerState{Status: ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
-		{ServerState{Status: ServerRunning, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerStarting, Port: 3000, UpdatedAt: at(0)}, true},
+		{ServerState{Status: sandboxq.ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
+		{ServerState{Status: sandboxq.ServerRunning, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(time.Second)}, true},
 		// stale: older than what was seen
-		{ServerState{Status: ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
-		{ServerState{Status: ServerReady, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(2 * time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
+		{ServerState{Status: sandboxq.ServerReady, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(2 * time.Second)}, true},
 		// same ms, earlier in the lifecycle: stale
-		{ServerState{Status: ServerRunning, Port: 3000, UpdatedAt: at(2 * time.Second)}, false},
+		{ServerState{Status: sandboxq.ServerRunning, Port: 3000, UpdatedAt: at(2 * time.Second)}, false},
 		// same status, fields left out: nothing new
-		{ServerState{Status: ServerReady, UpdatedAt: at(2 * time.Second)}, false},
+		{ServerState{Status: sandboxq.ServerReady, UpdatedAt: at(2 * time.Second)}, false},
 		// unknown time, same status
-		{ServerState{Status: ServerReady}, false},
-		{ServerState{Status: ServerFailed, ExitCode: intp(0), Error: "exit 0", UpdatedAt: at(3 * time.Second)}, true},
-		{ServerState{Status: ServerFailed, UpdatedAt: at(3 * time.Second)}, false},
-		{ServerState{Status: ServerFailed, ExitCode: intp(2), UpdatedAt: at(4 * time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerReady}, false},
+		{ServerState{Status: sandboxq.ServerFailed, ExitCode: intp(0), Error: "exit 0", UpdatedAt: at(3 * time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerFailed, UpdatedAt: at(3 * time.Second)}, false},
+		{ServerState{Status: sandboxq.ServerFailed, ExitCode: intp(2), UpdatedAt: at(4 * time.Second)}, true},
 	}
 	var want []string
 	for i, step := range steps {
@@ -133,15 +134,15 @@ func TestStoreServerStatusDedup(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e.Servers["web"]
-	if w.Status != ServerFailed || w.ExitCode == nil || *w.ExitCode != 2 || w.Error != "exit 0" || w.Port != 0 {
+	if w.Status != sandboxq.ServerFailed || w.ExitCode == nil || *w.ExitCode != 2 || w.Error != "exit 0" || w.Port != 0 {
 		t.Fatalf("registry web = %+v", w)
 	}
 	// A field recorded as unknown and filled in later is the same
 	// transition: folded in without an event.
-	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: ServerStopped, UpdatedAt: at(5 * time.Second)}); err != nil || ev == nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: sandboxq.ServerStopped, UpdatedAt: at(5 * time.Second)}); err != nil || ev == nil {
 		t.Fatalf("api stopped: %+v %v", ev, err)
 	}
-	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: ServerStopped, ExitCode: intp(143), URL: "http://x", UpdatedAt: at(5 * time.Second)}); err != nil || ev != nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: sandboxq.ServerStopped, ExitCode: intp(143), URL: "http://x", UpdatedAt: at(5 * time.Second)}); err != nil || ev != nil {
 		t.Fatalf("api stopped with exit code: %+v %v", ev, err)
 	}
 	e, _ = s.Get(ctx, p)
@@ -149,11 +150,11 @@ func TestStoreServerStatusDedup(t *testing.T) {
 		t.Fatalf("registry api = %+v", a)
 	}
 	// Other sandbox id: ignored.
-	if ev, err := s.ServerStatus(ctx, p, "sbx_old", "web", ServerState{Status: ServerReady}); ev != nil || err != nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_old", "web", ServerState{Status: sandboxq.ServerReady}); ev != nil || err != nil {
 		t.Fatalf("stale sandbox: %v %v", ev, err)
 	}
 	// "" = current sandbox.
-	ev, err := s.ServerStatus(ctx, p, "", "api", ServerState{Status: ServerStarting})
+	ev, err := s.ServerStatus(ctx, p, "", "api", ServerState{Status: sandboxq.ServerStarting})
 	if err != nil || ev == nil || ev.SandboxID != "sbx_1" {
 		t.Fatalf("current sandbox: %+v %v", ev, err)
 	}
@@ -178,7 +179,7 @@ func TestStoreConcurrentSameTransitionOneEvent(t *testing.T) {
 	emitted := 0
 	for i := range 20 {
 		wg.Go(func() {
-			st := ServerState{Status: ServerReady, UpdatedAt: at}
+			st := ServerState{Status: sandboxq.ServerReady, UpdatedAt: at}
 			if i%2 == 0 { // the poll source knows more fields
 				st.URL, st.Port = "http://127.0.0.1:3000", 3000
 			}
@@ -204,7 +205,7 @@ func TestStoreConcurrentSameTransitionOneEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := e.Servers["web"]; w.Status != ServerReady || w.Port != 3000 || w.URL == "" {
+	if w := e.Servers["web"]; w.Status != sandboxq.ServerReady || w.Port != 3000 || w.URL == "" {
 		t.Fatalf("registry web = %+v", w)
 	}
 }
@@ -224,7 +225,7 @@ func TestStorePublishesWithID(t *testing.T) {
 	if err := s.Upsert(ctx, p, "sbx_1", "local"); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerStarting, Port: 3000})
+	ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerStarting, Port: 3000})
 	if err != nil || ev == nil {
 		t.Fatal(ev, err)
 	}
@@ -300,7 +301,7 @@ func TestStoreSandboxStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A destroyed sandbox takes no server observations.
-	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerReady}); ev != nil || err != nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerReady}); ev != nil || err != nil {
 		t.Fatalf("server of destroyed sandbox: %+v %v", ev, err)
 	}
 	var got []string
@@ -326,7 +327,7 @@ func TestStoreStreamIsCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 1000 {
-		if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerFailed, ExitCode: intp(i)}); err != nil {
+		if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerFailed, ExitCode: intp(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/tasks"
@@ -342,9 +343,9 @@ func (w *watcher) interval(now time.Time) time.Duration {
 	}
 	for _, s := range w.servers {
 		switch s.status {
-		case ServerInstalling, ServerStarting, ServerRestarting:
+		case sandboxq.ServerInstalling, sandboxq.ServerStarting, sandboxq.ServerRestarting:
 			return w.m.cfg.FastPoll
-		case ServerRunning:
+		case sandboxq.ServerRunning:
 			if now.Sub(s.since) < w.m.cfg.SettleAfter {
 				return w.m.cfg.FastPoll
 			}
@@ -423,8 +424,8 @@ func (w *watcher) serverObservations(infos []gateway.ServerInfo) (obs []observat
 	}
 	w.mu.Lock()
 	for slug, s := range w.servers {
-		if _, ok := seen[slug]; !ok && s.status != ServerStopped && s.status != ServerFailed {
-			obs = append(obs, observation{slug: slug, st: ServerState{Status: ServerStopped}})
+		if _, ok := seen[slug]; !ok && s.status != sandboxq.ServerStopped && s.status != sandboxq.ServerFailed {
+			obs = append(obs, observation{slug: slug, st: ServerState{Status: sandboxq.ServerStopped}})
 		}
 	}
 	w.mu.Unlock()

@@ -10,11 +10,12 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
 // DefaultNamespace is used when a namespace is empty (protocol §1.6).
-const DefaultNamespace = "default"
+const DefaultNamespace = sandboxq.DefaultNamespace
 
 // envelope is the gateway's response body (protocol §1.4).
 type envelope struct {

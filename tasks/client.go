@@ -114,7 +114,7 @@ func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...asynq.Option) (
 		if o, ok := p.(optioner); ok {
 			all = o.Options()
 		}
-		return c.enqueueUnique(ctx, p.TypeName(), hp.projectOf().Normalize(), task, append(all, opts...))
+		return c.enqueueUnique(ctx, p.TypeName(), hp.Normalize(), task, append(all, opts...))
 	}
 	info, err := c.aq.EnqueueContext(ctx, task)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -59,7 +59,7 @@ func TestRoundTripEveryType(t *testing.T) {
 		t.Fatalf("New modified the caller's files: %q", in[0].Path)
 	}
 
-	hc := &gateway.HealthCheck{Path: "/h", IntervalMS: 10, TimeoutMS: 20, DelayMS: 30}
+	hc := &sandboxq.HealthCheck{Path: "/h", IntervalMS: 10, TimeoutMS: 20, DelayMS: 30}
 	checkRoundTrip(t,
 		tasks.ServerStart{Project: team, Slug: "web", Command: "npm run dev", Install: "npm i", Path: "app/",
 			Env: map[string]string{"PORT_X": "1"}, EnvFile: "./.env", Port: 3000, RestartPolicy: "always",
