@@ -19,6 +19,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/internal/access"
+	"github.com/sandboxq/sandboxq/internal/config"
 	"github.com/sandboxq/sandboxq/internal/secret"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -112,32 +113,21 @@ func (c *Config) withDefaults() error {
 	}
 	c.Queues = slices.Clone(c.Queues)
 	slices.Sort(c.Queues)
-	for _, d := range c.durations() {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
+	config.FillDefaults(c.durations())
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
 	}
 	return c.validate()
 }
 
-// durationField is a duration of Config, with its name and default.
-type durationField struct {
-	name string
-	v    *time.Duration
-	def  time.Duration
-}
-
-func (c *Config) durations() []durationField {
-	return []durationField{
-		{"Heartbeat", &c.Heartbeat, DefaultHeartbeat},
-		{"IdempotencyTTL", &c.IdempotencyTTL, DefaultIdempotencyTTL},
-		{"MaxWait", &c.MaxWait, DefaultMaxWait},
-		{"PollInterval", &c.PollInterval, DefaultPollInterval},
-		{"EventsPollInterval", &c.EventsPollInterval, DefaultEventsPollInterval},
-		{"MaxStream", &c.MaxStream, DefaultMaxStream},
+func (c *Config) durations() []config.Duration {
+	return []config.Duration{
+		config.Field("Heartbeat", &c.Heartbeat, DefaultHeartbeat),
+		config.Field("IdempotencyTTL", &c.IdempotencyTTL, DefaultIdempotencyTTL),
+		config.Field("MaxWait", &c.MaxWait, DefaultMaxWait),
+		config.Field("PollInterval", &c.PollInterval, DefaultPollInterval),
+		config.Field("EventsPollInterval", &c.EventsPollInterval, DefaultEventsPollInterval),
+		config.Field("MaxStream", &c.MaxStream, DefaultMaxStream),
 	}
 }
 
@@ -153,10 +143,8 @@ func (c *Config) validate() error {
 			return err
 		}
 	}
-	for _, d := range c.durations() {
-		if *d.v < 0 {
-			return fmt.Errorf("api: Config.%s %v is negative", d.name, *d.v)
-		}
+	if d, bad := config.Negative(c.durations()); bad {
+		return fmt.Errorf("api: Config.%s %v is negative", d.Name, *d.Value)
 	}
 	if c.MaxBody < 0 {
 		return fmt.Errorf("api: Config.MaxBody %d is negative", c.MaxBody)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/internal/backoff"
+	"github.com/sandboxq/sandboxq/internal/config"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -102,11 +103,7 @@ func (c *Config) withDefaults() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("events: Config needs %s", strings.Join(missing, ", "))
 	}
-	for _, d := range c.durations() {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
+	config.FillDefaults(c.durations())
 	if c.ReconnectMax >= 0 && c.ReconnectMax < c.ReconnectMin {
 		c.ReconnectMax = c.ReconnectMin
 	}
@@ -128,33 +125,24 @@ func (c *Config) withDefaults() error {
 	return c.validate()
 }
 
-// durationField is a duration of Config, with its name and default.
-type durationField struct {
-	name string
-	v    *time.Duration
-	def  time.Duration
-}
-
-func (c *Config) durations() []durationField {
-	return []durationField{
-		{"LeaseTTL", &c.LeaseTTL, DefaultLeaseTTL},
-		{"ClaimInterval", &c.ClaimInterval, DefaultClaimInterval},
-		{"FastPoll", &c.FastPoll, DefaultFastPoll},
-		{"SlowPoll", &c.SlowPoll, DefaultSlowPoll},
-		{"ExpediteFor", &c.ExpediteFor, DefaultExpediteFor},
-		{"SettleAfter", &c.SettleAfter, DefaultSettleAfter},
-		{"PingInterval", &c.PingInterval, DefaultPingInterval},
-		{"ReconnectMin", &c.ReconnectMin, DefaultReconnectMin},
-		{"ReconnectMax", &c.ReconnectMax, DefaultReconnectMax},
+func (c *Config) durations() []config.Duration {
+	return []config.Duration{
+		config.Field("LeaseTTL", &c.LeaseTTL, DefaultLeaseTTL),
+		config.Field("ClaimInterval", &c.ClaimInterval, DefaultClaimInterval),
+		config.Field("FastPoll", &c.FastPoll, DefaultFastPoll),
+		config.Field("SlowPoll", &c.SlowPoll, DefaultSlowPoll),
+		config.Field("ExpediteFor", &c.ExpediteFor, DefaultExpediteFor),
+		config.Field("SettleAfter", &c.SettleAfter, DefaultSettleAfter),
+		config.Field("PingInterval", &c.PingInterval, DefaultPingInterval),
+		config.Field("ReconnectMin", &c.ReconnectMin, DefaultReconnectMin),
+		config.Field("ReconnectMax", &c.ReconnectMax, DefaultReconnectMax),
 	}
 }
 
 // validate reports the first field that is out of range, naming it.
 func (c *Config) validate() error {
-	for _, d := range c.durations() {
-		if *d.v < 0 {
-			return fmt.Errorf("events: Config.%s must not be negative", d.name)
-		}
+	if d, bad := config.Negative(c.durations()); bad {
+		return fmt.Errorf("events: Config.%s must not be negative", d.Name)
 	}
 	if c.Cap < 0 || c.Concurrency < 0 {
 		return errors.New("events: Config.Cap and Concurrency must not be negative")
