@@ -10,7 +10,7 @@
 // It prints the gateway URL, the API key and a curl example to stdout, logs
 // to stderr, and runs until SIGINT or SIGTERM, when it stops every process
 // it started. All behaviour lives in package gateway/local; this command only
-// turns flags into its Options.
+// turns flags into its Config.
 package main
 
 import (
