@@ -48,21 +48,13 @@ func (b *testBundle) startWorker(t *testing.T, reg prometheus.Registerer, extra 
 	if extra != nil {
 		extra(mux)
 	}
-	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
-		Concurrency:              4,
-		Queues:                   maps.Clone(tasks.DefaultQueues),
-		TaskCheckInterval:        20 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		ShutdownTimeout:          5 * time.Second,
-		RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return 50 * time.Millisecond },
-		IsFailure:                handlers.IsFailure,
-		Logger:                   asynqlog.New(b.logger),
-		LogLevel:                 asynq.ErrorLevel,
+	testutil.StartAsynq(t, b.rdb, mux, asynq.Config{
+		Concurrency: 4,
+		Queues:      maps.Clone(tasks.DefaultQueues),
+		IsFailure:   handlers.IsFailure,
+		Logger:      asynqlog.New(b.logger),
+		LogLevel:    asynq.ErrorLevel,
 	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
 	return &worker{lp: lp, gw: gw, metrics: m}
 }
 

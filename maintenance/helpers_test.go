@@ -58,21 +58,13 @@ func (b *testBundle) startServer(t *testing.T, mux *asynq.ServeMux, queues ...st
 			qs[q] = 1
 		}
 	}
-	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
-		Concurrency:              8,
-		Queues:                   qs,
-		TaskCheckInterval:        20 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		ShutdownTimeout:          5 * time.Second,
-		RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return 50 * time.Millisecond },
-		IsFailure:                handlers.IsFailure,
-		Logger:                   asynqlog.New(b.logger),
-		LogLevel:                 asynq.WarnLevel,
+	testutil.StartAsynq(t, b.rdb, mux, asynq.Config{
+		Concurrency: 8,
+		Queues:      qs,
+		IsFailure:   handlers.IsFailure,
+		Logger:      asynqlog.New(b.logger),
+		LogLevel:    asynq.WarnLevel,
 	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
 }
 
 // sandboxHandlers registers sandboxq's task handlers on mux.

@@ -208,13 +208,7 @@ func (p *Provider) dropWebSockets() {
 	p.mu.Unlock()
 	n := 0
 	for _, s := range all {
-		s.mu.Lock()
-		conns := make([]*wsConn, 0, len(s.conns))
-		for c := range s.conns {
-			conns = append(conns, c)
-		}
-		s.mu.Unlock()
-		for _, c := range conns {
+		for _, c := range s.connList() {
 			c.drop()
 			n++
 		}

@@ -2,11 +2,14 @@
 // goroutine-safe buffer for output a test reads while a program writes it,
 // and a poll-with-deadline for state outside the test's control (a task's
 // state in Redis, a process table). Tests wait on signals where there is
-// one; Eventually is for the rest.
+// one; Eventually is for the rest. It also starts the real peers tests
+// share: a local provider with a client (Provider), an asynq server
+// (StartAsynq), and finds headless Chromium (Chromium).
 package testutil
 
 import (
 	"bytes"
+	"crypto/rand"
 	"sort"
 	"strings"
 	"sync"
@@ -122,4 +125,15 @@ func NoOverlappingMutations(tb testing.TB, obs []local.Observation) map[string]i
 		counts[id] = len(list)
 	}
 	return counts
+}
+
+// RandomBytes returns n random bytes (certainly not UTF-8 text for a large
+// n), failing the test if the system's random source does.
+func RandomBytes(tb testing.TB, n int) []byte {
+	tb.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
