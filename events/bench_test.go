@@ -25,6 +25,7 @@ import (
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/redistest"
 	"github.com/sandboxq/sandboxq/internal/secret"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -287,7 +288,7 @@ func BenchmarkSignalToStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	d := gw.Daemon(sb)
-	last, _ := tasks.LastEventID(ctx, rdb, p)
+	last, _ := schema.LastEventID(ctx, rdb, p)
 	var lat []time.Duration
 	waitEvent := func(status string) {
 		st, id, err := WaitServer(ctx, rdb, p, "web", last, func(st ServerState) bool { return st.Status == status })

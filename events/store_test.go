@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -24,7 +25,7 @@ func newStore(t *testing.T) *Store {
 
 func streamOf(t *testing.T, s *Store, p tasks.Project) []tasks.Event {
 	t.Helper()
-	evs, err := tasks.ReadEvents(t.Context(), s.rdb, p, "0", 10000, 0)
+	evs, err := schema.ReadEvents(t.Context(), s.rdb, p, "0", 10000, 0)
 	if err != nil {
 		t.Fatalf("read events: %v", err)
 	}
@@ -217,7 +218,7 @@ func TestStorePublishesWithID(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	p := tasks.Project{Namespace: "pub" + strings.ReplaceAll(t.Name(), "/", "_"), Name: "shop"}
-	ps := s.rdb.Subscribe(ctx, tasks.EventsChannel(p), tasks.AllEventsChannel)
+	ps := s.rdb.Subscribe(ctx, schema.EventsChannel(p), schema.AllEventsChannel)
 	defer ps.Close()
 	if _, err := ps.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -229,11 +230,11 @@ func TestStorePublishesWithID(t *testing.T) {
 	if err != nil || ev == nil {
 		t.Fatal(ev, err)
 	}
-	want := map[string]int{tasks.EventsChannel(p): 2, tasks.AllEventsChannel: 2}
+	want := map[string]int{schema.EventsChannel(p): 2, schema.AllEventsChannel: 2}
 	got := map[string][]tasks.Event{}
 	ch := ps.Channel()
 	timeout := time.After(waitTimeout)
-	for len(got[tasks.EventsChannel(p)]) < 2 || len(got[tasks.AllEventsChannel]) < 2 {
+	for len(got[schema.EventsChannel(p)]) < 2 || len(got[schema.AllEventsChannel]) < 2 {
 		select {
 		case msg := <-ch:
 			var e tasks.Event
@@ -256,15 +257,15 @@ func TestStorePublishesWithID(t *testing.T) {
 			}
 		}
 	}
-	if got[tasks.EventsChannel(p)][1].Port != 3000 || got[tasks.EventsChannel(p)][1].ID != ev.ID {
-		t.Fatalf("server event %+v, returned %+v", got[tasks.EventsChannel(p)][1], ev)
+	if got[schema.EventsChannel(p)][1].Port != 3000 || got[schema.EventsChannel(p)][1].ID != ev.ID {
+		t.Fatalf("server event %+v, returned %+v", got[schema.EventsChannel(p)][1], ev)
 	}
 	// The stored entry holds the event JSON without the id.
-	raw, err := s.rdb.XRange(ctx, tasks.EventsKey(p), "-", "+").Result()
+	raw, err := s.rdb.XRange(ctx, schema.EventsKey(p), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := raw[1].Values[tasks.EventField].(string); strings.Contains(v, `"id"`) || !strings.HasPrefix(v, `{"type":"server.status_changed"`) {
+	if v := raw[1].Values[schema.EventField].(string); strings.Contains(v, `"id"`) || !strings.HasPrefix(v, `{"type":"server.status_changed"`) {
 		t.Fatalf("stored %s", v)
 	}
 }
@@ -331,7 +332,7 @@ func TestStoreStreamIsCapped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := rdb.XLen(ctx, tasks.EventsKey(p)).Result()
+	n, err := rdb.XLen(ctx, schema.EventsKey(p)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +435,7 @@ func TestStoreListTouchRemove(t *testing.T) {
 		t.Fatalf("after remove: %v", got)
 	}
 	// An index member whose hash is gone is skipped.
-	if err := rdb.Del(ctx, tasks.RegistryKey(all[6])).Err(); err != nil {
+	if err := rdb.Del(ctx, schema.RegistryKey(all[6])).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if got := list(ListOptions{Namespace: "a"}); !slices.Equal(got, []string{"a/p4", "a/p2"}) {
@@ -478,7 +479,7 @@ func second[T any](_ T, err error) error { return err }
 func TestProjectOfMember(t *testing.T) {
 	t.Parallel()
 	for _, p := range []tasks.Project{{Namespace: "a/b%c", Name: "x"}, {Namespace: "default", Name: "y.z"}} {
-		got, err := ProjectOfMember(tasks.IndexMember(p))
+		got, err := ProjectOfMember(schema.IndexMember(p))
 		if err != nil || got != p {
 			t.Errorf("%+v: %+v %v", p, got, err)
 		}

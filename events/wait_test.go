@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sandboxq/sandboxq"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -23,7 +24,7 @@ func TestWaitServer(t *testing.T) {
 	if _, err := s.ServerStatus(ctx, p, "", "web", ServerState{Status: sandboxq.ServerReady}); err != nil {
 		t.Fatal(err)
 	}
-	from, err := tasks.LastEventID(ctx, s.rdb, p)
+	from, err := schema.LastEventID(ctx, s.rdb, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestExpediteSetsWaitingKey(t *testing.T) {
 	if err := Expedite(t.Context(), s.rdb, p, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := s.rdb.PTTL(t.Context(), tasks.WaitingKey(p)).Result()
+	ttl, err := s.rdb.PTTL(t.Context(), schema.WaitingKey(p)).Result()
 	if err != nil || ttl <= 0 || ttl > 30*time.Second {
 		t.Fatalf("waiting key ttl %v, %v", ttl, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/internal/backoff"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -60,7 +61,7 @@ type sandboxObservation struct{ status, err string }
 func newWatcher(m *Manager, parent context.Context, p tasks.Project) *watcher {
 	ctx, cancel := context.WithCancel(parent)
 	return &watcher{
-		m: m, p: p, member: tasks.IndexMember(p), ctx: ctx, cancel: cancel,
+		m: m, p: p, member: schema.IndexMember(p), ctx: ctx, cancel: cancel,
 		done:    make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		refind:  make(chan struct{}, 1),
@@ -322,7 +323,7 @@ func (w *watcher) checkEntry(sandboxID string) entryState {
 
 // readWaiting sets fast polling for as long as the waiting key lives.
 func (w *watcher) readWaiting() {
-	ttl, err := w.m.rdb.PTTL(w.ctx, tasks.WaitingKey(w.p)).Result()
+	ttl, err := w.m.rdb.PTTL(w.ctx, schema.WaitingKey(w.p)).Result()
 	if err != nil || ttl <= 0 {
 		return
 	}

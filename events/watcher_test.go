@@ -9,6 +9,7 @@ import (
 
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway/local"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -170,7 +171,7 @@ func TestWatcherStopsOnDestroyed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "watcher stopped and lease released", func() bool {
-		n, err := e.rdb.Exists(t.Context(), tasks.WatcherKey(p)).Result()
+		n, err := e.rdb.Exists(t.Context(), schema.WatcherKey(p)).Result()
 		return !m.Watching(p) && m.Held() == 0 && err == nil && n == 0
 	})
 	// The claim scan does not take it again.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/sandboxq/sandboxq"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -253,15 +254,15 @@ func TestProjectOf(t *testing.T) {
 
 func TestProjectTagIsUnambiguous(t *testing.T) {
 	t.Parallel()
-	a := tasks.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a/b", Name: "c"})
-	b := tasks.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a", Name: "b/c"})
+	a := schema.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a/b", Name: "c"})
+	b := schema.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a", Name: "b/c"})
 	if a == b {
 		t.Fatalf("two projects share the key %s", a)
 	}
-	if got := tasks.ProjectTag(tasks.Project{Name: "app"}); got != "{default/app}" {
+	if got := schema.ProjectTag(tasks.Project{Name: "app"}); got != "{default/app}" {
 		t.Fatalf("ProjectTag = %s", got)
 	}
-	if got := tasks.DedupKey(tasks.TypeSandboxDestroy, app); got != "sandboxq:{default/app}:dedup:sandbox:destroy" {
+	if got := schema.DedupKey(tasks.TypeSandboxDestroy, app); got != "sandboxq:{default/app}:dedup:sandbox:destroy" {
 		t.Fatalf("DedupKey = %s", got)
 	}
 }

@@ -11,13 +11,14 @@ import (
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/testutil"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
 // eventsAfter reads the project's stream after fromID straight from Redis.
 func (b *testBundle) eventsAfter(t *testing.T, p tasks.Project, fromID string) []tasks.Event {
 	t.Helper()
-	evs, err := tasks.ReadEvents(t.Context(), b.rdb, p, fromID, 10000, 0)
+	evs, err := schema.ReadEvents(t.Context(), b.rdb, p, fromID, 10000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestDestroyStopsServersInRegistry(t *testing.T) {
 		e := b.registry(t, p)
 		return e.Servers["api"].Status == sandboxq.ServerRunning && e.Servers["idle"].Status == sandboxq.ServerStopped
 	})
-	from, err := tasks.LastEventID(ctx, b.rdb, p)
+	from, err := schema.LastEventID(ctx, b.rdb, p)
 	if err != nil {
 		t.Fatal(err)
 	}

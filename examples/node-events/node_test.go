@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -59,7 +60,7 @@ func project(t *testing.T, s *events.Store, name string) (tasks.Project, []tasks
 	if err != nil || ev == nil {
 		t.Fatalf("append: %v %v", ev, err)
 	}
-	all, err := tasks.ReadEvents(t.Context(), s.Redis(), p, "0", 100, 0)
+	all, err := schema.ReadEvents(t.Context(), s.Redis(), p, "0", 100, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
