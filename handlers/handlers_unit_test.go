@@ -395,7 +395,9 @@ func TestServerReadyAtOnceDoesNotWait(t *testing.T) {
 		return nil
 	}
 	d := &mockDaemon{
-		GetServerFn: func(context.Context, string) (*gateway.ServerInfo, error) { return nil, statusErr("daemon.get_server", 404) },
+		GetServerFn: func(context.Context, string) (*gateway.ServerInfo, error) {
+			return nil, statusErr("daemon.get_server", 404)
+		},
 		StartServerFn: func(_ context.Context, o gateway.ServerStartOptions) (*gateway.ServerInfo, error) {
 			return &gateway.ServerInfo{Slug: o.Slug, Status: gateway.ServerReady}, nil
 		},
