@@ -460,7 +460,7 @@ type startingDaemon struct {
 	mockDaemon
 	mu           sync.Mutex
 	reads, stops int
-	read         chan struct{} // receives after each status read
+	read         chan struct{} // receives after a status read, if there is room
 }
 
 func newStartingDaemon() *startingDaemon {
@@ -473,7 +473,10 @@ func newStartingDaemon() *startingDaemon {
 			return nil, statusErr("daemon.get_server", 404)
 		}
 		d.reads++
-		d.read <- struct{}{}
+		select {
+		case d.read <- struct{}{}:
+		default: // nobody is listening
+		}
 		return &gateway.ServerInfo{Slug: "web", Status: gateway.ServerStarting}, nil
 	}
 	d.StartServerFn = func(_ context.Context, o gateway.ServerStartOptions) (*gateway.ServerInfo, error) {
