@@ -113,7 +113,6 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		fmt.Fprintf(stdout, "local provider: %s\n", lp.URL())
 	}
 	metricsReg := prometheus.NewRegistry()
-	gwMetrics := handlers.NewMetrics(metricsReg)
 	tp, err := setupTracing(ctx, env, logger)
 	if err != nil {
 		return err
@@ -125,7 +124,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	if err != nil {
 		return err
 	}
-	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger), gateway.WithObserver(gwMetrics.GatewayObserver()), gate}
+	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger), gate}
 	if tp != nil {
 		opts = append(opts, gateway.WithTracing(tp))
 	}
