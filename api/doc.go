@@ -87,7 +87,7 @@
 //
 // # Event streams
 //
-// The stream reads the project's capped Redis stream (tasks.ReadEvents)
+// The stream reads the project's capped Redis stream (schema.ReadEvents)
 // from Last-Event-ID, else ?from=, else "$" (new events only; "0" gives the
 // retained history). Each event is written as
 //
@@ -99,7 +99,7 @@
 // event exactly once. Streams do not hold a Redis connection each while
 // they wait (a blocking XREAD per stream would exhaust the connection
 // pool): one shared pub/sub connection subscribes to the channel of every
-// project being streamed (tasks.EventsChannel, published by the events
+// project being streamed (schema.EventsChannel, published by the events
 // store right after each XADD), a message wakes that project's streams,
 // and they read the stream without blocking. The stream stays the source
 // of truth: a stream also re-reads every EventsPollInterval (1 s), which

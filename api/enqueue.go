@@ -21,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -232,9 +233,8 @@ func (a *API) doEnqueue(ctx context.Context, typ string, body []byte, gz bool, o
 	return http.StatusAccepted, b
 }
 
-// allQueuesKey is asynq's set of known queues: its Inspector finds no task
-// in a queue missing from it.
-const allQueuesKey = "asynq:queues"
+// allQueuesKey is asynq's set of known queues (schema.AsynqQueuesKey).
+const allQueuesKey = schema.AsynqQueuesKey
 
 // registerQueues adds the queues of list to asynq's set of queues on every
 // enqueue. The asynq client adds a queue only the first time it enqueues to
@@ -281,7 +281,6 @@ func payloadError(err error) (int, []byte) {
 // released (the owner's request failed) takes it itself.
 
 const (
-	idempotencyKeyPrefix = tasks.KeyPrefix + "api:idempotency:"
 	// pendingTTL bounds how long a request may hold a key while it
 	// enqueues; an owner that dies delays its duplicates by at most this.
 	pendingTTL = 30 * time.Second
@@ -314,16 +313,9 @@ func checkIdempotencyKey(vals []string) string {
 	return ""
 }
 
-// idempotencyKey is the Redis key of an Idempotency-Key: per token scope
-// and task type, hashed so that any header value makes a safe key.
-func idempotencyKey(scope, typ, key string) string {
-	h := sha256.New()
-	for _, s := range []string{scope, typ, key} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	return idempotencyKeyPrefix + hex.EncodeToString(h.Sum(nil))
-}
+// idempotencyKey is the Redis key of an Idempotency-Key
+// (schema.IdempotencyKey).
+func idempotencyKey(scope, typ, key string) string { return schema.IdempotencyKey(scope, typ, key) }
 
 // fingerprint identifies the request a key was first used with.
 func fingerprint(typ string, q url.Values, gz bool, body []byte) string {
@@ -332,18 +324,6 @@ func fingerprint(typ string, q url.Values, gz bool, body []byte) string {
 	h.Write(body)
 	return hex.EncodeToString(h.Sum(nil))
 }
-
-// casScript replaces KEYS[1] by ARGV[2] with a TTL of ARGV[3] ms, or
-// deletes it when ARGV[2] is "", only if its value is ARGV[1].
-var casScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
-return 1
-`)
 
 // idempotent runs do at most once per key within IdempotencyTTL and
 // returns its answer, or the answer recorded by an earlier request.
@@ -366,12 +346,12 @@ func (a *API) idempotent(ctx context.Context, key, fp string, do func(context.Co
 			// The record must be settled even when the client has gone.
 			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer scancel()
-			next, ttl := "", int64(0)
+			next, ttl := "", time.Duration(0)
 			if status == http.StatusAccepted {
 				b, _ := json.Marshal(idemRecord{State: "done", Request: fp, Status: status, Body: body})
-				next, ttl = string(b), a.opts.IdempotencyTTL.Milliseconds()
+				next, ttl = string(b), a.opts.IdempotencyTTL
 			}
-			if err := casScript.Run(sctx, rdb, []string{key}, pending, next, ttl).Err(); err != nil {
+			if _, err := schema.CompareAndSet(sctx, rdb, key, string(pending), next, ttl); err != nil {
 				a.log.WarnContext(ctx, "settle idempotency record", "err", err.Error())
 			}
 			return status, body, false, nil

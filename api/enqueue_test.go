@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -378,7 +379,7 @@ func TestIdempotencyKeyConcurrent(t *testing.T) {
 	}
 	// The record lives for IdempotencyTTL.
 	var key string
-	for _, k := range b.rdb.Keys(t.Context(), idempotencyKeyPrefix+"*").Val() {
+	for _, k := range b.rdb.Keys(t.Context(), schema.IdempotencyPrefix+"*").Val() {
 		key = k
 	}
 	if ttl := b.rdb.PTTL(t.Context(), key).Val(); ttl <= DefaultIdempotencyTTL-time.Minute || ttl > DefaultIdempotencyTTL {

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -141,7 +142,7 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	defer sub.close()
 	rdb := a.opts.Redis
 	if from == "$" {
-		if from, err = tasks.LastEventID(ctx, rdb, p); err != nil {
+		if from, err = schema.LastEventID(ctx, rdb, p); err != nil {
 			a.internalError(w, r, "read events", err)
 			return
 		}
@@ -174,7 +175,7 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	defer poll.Stop()
 	last, lastWrite := from, time.Now()
 	for {
-		evs, err := tasks.ReadEvents(ctx, rdb, p, last, eventsBatch, 0)
+		evs, err := schema.ReadEvents(ctx, rdb, p, last, eventsBatch, 0)
 		if ctx.Err() != nil {
 			return
 		}
@@ -227,7 +228,7 @@ func nextEntryID(ctx context.Context, rdb redis.UniversalClient, p tasks.Project
 	if last == "0" {
 		start = "-"
 	}
-	msgs, err := rdb.XRangeN(ctx, tasks.EventsKey(p), start, "+", 1).Result()
+	msgs, err := rdb.XRangeN(ctx, schema.EventsKey(p), start, "+", 1).Result()
 	if err != nil || len(msgs) == 0 {
 		return "", err
 	}
@@ -235,7 +236,7 @@ func nextEntryID(ctx context.Context, rdb redis.UniversalClient, p tasks.Project
 }
 
 // hub shares one Redis pub/sub connection among the open event streams:
-// each stream subscribes to its project's channel (tasks.EventsChannel),
+// each stream subscribes to its project's channel (schema.EventsChannel),
 // and a message wakes the streams of that project, which then read the
 // stream itself. The stream is the source of truth; a message only says
 // "read now".
@@ -264,7 +265,7 @@ func newHub(rdb redis.UniversalClient, log *slog.Logger) *hub {
 
 // subscribe registers a stream of p's events.
 func (h *hub) subscribe(ctx context.Context, p tasks.Project) (*subscription, error) {
-	s := &subscription{h: h, channel: tasks.EventsChannel(p), wake: make(chan struct{}, 1)}
+	s := &subscription{h: h, channel: schema.EventsChannel(p), wake: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {

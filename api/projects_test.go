@@ -16,6 +16,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/internal/testutil"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -165,14 +166,14 @@ func addEvent(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, s
 		return "", err
 	}
 	stored := strings.Replace(string(raw), `{"id":"",`, `{`, 1)
-	id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: tasks.EventsKey(p), Values: map[string]any{tasks.EventField: stored}}).Result()
+	id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: schema.EventsKey(p), Values: map[string]any{schema.EventField: stored}}).Result()
 	if err != nil {
 		return "", err
 	}
 	if publish {
 		ev.ID = id
 		pub, _ := json.Marshal(ev)
-		if err := rdb.Publish(ctx, tasks.EventsChannel(p), pub).Err(); err != nil {
+		if err := rdb.Publish(ctx, schema.EventsChannel(p), pub).Err(); err != nil {
 			return "", err
 		}
 	}
@@ -309,7 +310,7 @@ func TestEventsSkipsBadEntries(t *testing.T) {
 	b := setup(t, nil)
 	p := tasks.Project{Namespace: "default", Name: "shop"}
 	first := appendEvent(t, b.rdb, p, "a", false)
-	if err := b.rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: tasks.EventsKey(p), Values: map[string]any{"junk": "1"}}).Err(); err != nil {
+	if err := b.rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: schema.EventsKey(p), Values: map[string]any{"junk": "1"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	last := appendEvent(t, b.rdb, p, "b", false)

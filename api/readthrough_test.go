@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/testutil"
@@ -48,13 +49,13 @@ func TestReadServer(t *testing.T) {
 	t.Parallel()
 	b, _, _, d := readThrough(t)
 	ctx := t.Context()
-	if _, err := d.StartServer(ctx, gateway.ServerStartOptions{Slug: "crash", Start: "exit 3", RestartPolicy: gateway.RestartNever}); err != nil {
+	if _, err := d.StartServer(ctx, gateway.ServerStartOptions{Slug: "crash", Start: "exit 3", RestartPolicy: sandboxq.RestartNever}); err != nil {
 		t.Fatal(err)
 	}
 	var got ServerView
 	testutil.Eventually(t, "server crash failed", 10*time.Second, func() bool {
 		b.expect(t, request{method: "GET", path: "/projects/default/app/servers/crash"}, http.StatusOK, &got)
-		return got.Status == gateway.ServerFailed
+		return got.Status == sandboxq.ServerFailed
 	})
 	if got.Slug != "crash" || got.ExitCode == nil || *got.ExitCode != 3 {
 		t.Errorf("server = %+v, want slug crash, exit code 3", got)
@@ -65,7 +66,7 @@ func TestReadServer(t *testing.T) {
 	}
 	testutil.Eventually(t, "server crash running again", 10*time.Second, func() bool {
 		b.expect(t, request{method: "GET", path: "/projects/default/app/servers/crash"}, http.StatusOK, &got)
-		return got.Status == gateway.ServerRunning && got.ExitCode == nil
+		return got.Status == sandboxq.ServerRunning && got.ExitCode == nil
 	})
 	t.Cleanup(func() { _ = d.StopServer(ctx, "crash") })
 

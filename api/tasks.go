@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -127,7 +128,7 @@ func (a *API) reregister(ctx context.Context, queue, id string) bool {
 	if !slices.Contains(a.opts.Queues, queue) {
 		return false
 	}
-	n, err := a.opts.Redis.Exists(ctx, "asynq:{"+queue+"}:t:"+id).Result()
+	n, err := a.opts.Redis.Exists(ctx, schema.AsynqTaskKey(queue, id)).Result()
 	if err != nil || n == 0 {
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/dashboard"
 	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -35,7 +36,7 @@ func registry(t *testing.T, b *testBundle) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.rdb.Set(ctx, tasks.WatcherKey(proj("web")), "worker-7f3a", time.Minute).Err(); err != nil {
+	if err := b.rdb.Set(ctx, schema.WatcherKey(proj("web")), "worker-7f3a", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.store.Upsert(ctx, proj("api"), "sbx-api-2", "local"); err != nil {

@@ -20,10 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/redistest"
 	"github.com/sandboxq/sandboxq/internal/secret"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -286,7 +288,7 @@ func BenchmarkSignalToStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	d := gw.Daemon(sb)
-	last, _ := tasks.LastEventID(ctx, rdb, p)
+	last, _ := schema.LastEventID(ctx, rdb, p)
 	var lat []time.Duration
 	waitEvent := func(status string) {
 		st, id, err := WaitServer(ctx, rdb, p, "web", last, func(st ServerState) bool { return st.Status == status })
@@ -307,11 +309,11 @@ func BenchmarkSignalToStream(b *testing.B) {
 		if _, err := d.StartServer(ctx, gateway.ServerStartOptions{Slug: "web", Start: "exec '" + exe + "'", Environment: map[string]string{helperEnv: "serve"}}); err != nil {
 			b.Fatal(err)
 		}
-		waitEvent(ServerReady)
+		waitEvent(sandboxq.ServerReady)
 		if err := d.StopServer(ctx, "web"); err != nil {
 			b.Fatal(err)
 		}
-		waitEvent(ServerStopped)
+		waitEvent(sandboxq.ServerStopped)
 	}
 	b.StopTimer()
 	slices.Sort(lat)

@@ -5,39 +5,15 @@
 //
 // # Redis keys
 //
-// Every per-project key carries the project's hash tag {ns/name}
-// (tasks.ProjectTag: the namespace with "%" and "/" percent-encoded), so
-// one project's keys share a cluster slot.
+// The keys, channels, registry fields and scripts this package uses are
+// owned and documented by package schema (schema/doc.go is the key table
+// for consumers in other languages): the per-project event stream and its
+// channels, the registry hash and index, the watcher lease, the waiting
+// mark, the nudge channel and the managers set. This package decides what
+// goes into them and when; schema decides their names and holds the Lua
+// that writes them. The registry Field* constants here repeat schema's.
 //
-//	sandboxq:{ns/name}:events   stream (tasks.EventsKey), capped with
-//	                            XADD MAXLEN ~ (StoreOptions.MaxLen, default
-//	                            10000); each entry has one field "event":
-//	                            the event JSON without "id" (the entry id
-//	                            is the event id)
-//	sandboxq:{ns/name}:events   pub/sub channel (tasks.EventsChannel): the
-//	                            event JSON with "id", published right after
-//	                            the XADD, in the same Lua script
-//	sandboxq:events             pub/sub channel of every project's events
-//	                            (tasks.AllEventsChannel), same JSON
-//	sandboxq:{ns/name}:sandbox  hash, the registry entry (tasks.RegistryKey)
-//	sandboxq:sandboxes          sorted set of every registered project
-//	                            (tasks.RegistryIndexKey): member
-//	                            "<ns>/<name>" (tasks.IndexMember), score
-//	                            last_used in Unix ms
-//	sandboxq:{ns/name}:watcher  string, the watcher lease: the owner id of
-//	                            the process watching the sandbox, with a
-//	                            TTL (tasks.WatcherKey)
-//	sandboxq:{ns/name}:waiting  string "1" with a TTL while someone waits on
-//	                            the project's servers (tasks.WaitingKey,
-//	                            set by Expedite)
-//	sandboxq:watchers           pub/sub channel of nudges to Managers:
-//	                            "claim <member>", "expedite <member>"
-//	                            (tasks.WatchersChannel)
-//	sandboxq:watchers:managers  sorted set of live Managers: member owner
-//	                            id, score heartbeat expiry in Unix ms
-//	                            (tasks.WatcherManagersKey)
-//
-// # Event JSON (tasks.Event)
+// # Event JSON (schema.Event, also tasks.Event)
 //
 //	{"id":"1764136800123-0","type":"server.status_changed",
 //	 "namespace":"default","name":"shop","sandbox_id":"sbx_…",
@@ -53,25 +29,6 @@
 // created, ready, destroyed or error; error when there is one). timestamp
 // is when sandboxq recorded the event (RFC 3339, UTC). In the stream the
 // "id" member is left out; on the channels it is the stream entry id.
-//
-// # Registry hash fields
-//
-//	namespace, name   the project
-//	sandbox_id        the project's current sandbox
-//	provider          its provider
-//	status            created | ready | destroyed | error
-//	error             the sandbox error, "" if none
-//	servers           JSON object slug → ServerState
-//	                  {"status","url","port","exit_code","error","updated_at"}
-//	last_event        JSON of the newest event, with its id
-//	last_used         Unix ms of the last Upsert/Touch
-//	created_at        Unix ms the current sandbox id was first recorded
-//	updated_at        Unix ms of the last event
-//	watcher           owner id of the watching process, "" if none (Get
-//	                  and List report the lease key instead, which cannot
-//	                  outlive a dead process)
-//	seen              internal: JSON slug → Unix ms of the newest source
-//	                  time seen (see ServerStatus)
 //
 // # Decisions
 //
@@ -125,6 +82,8 @@
 //     sandbox at the gateway again; a sandbox the gateway no longer has is
 //     recorded destroyed; another sandbox id for the project is upserted
 //     (the gateway is the source of truth).
+//   - Following the stream: WaitServer reads it with schema.Follow, whose
+//     one rule for an entry that is not an event is to skip it.
 //   - Ownership: a lease per watched sandbox (owner = Config.OwnerID, TTL
 //     LeaseTTL), all of a process's leases renewed together every
 //     LeaseTTL/3 in pipelined batches rather than a goroutine each. A

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -11,9 +12,9 @@ import (
 // alone and can be tested with a fake of it.
 
 // LastEventID is the id of p's newest event ("0" if none): take it before
-// acting, and wait from it (tasks.LastEventID).
+// acting, and wait from it (schema.LastEventID).
 func (s *Store) LastEventID(ctx context.Context, p tasks.Project) (string, error) {
-	return tasks.LastEventID(ctx, s.rdb, p)
+	return schema.LastEventID(ctx, s.rdb, p)
 }
 
 // Expedite asks p's watcher, wherever it runs, to poll fast for a while

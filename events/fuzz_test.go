@@ -3,6 +3,7 @@ package events
 import (
 	"testing"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -25,7 +26,7 @@ func FuzzParseEventLine(f *testing.F) {
 		}
 		switch {
 		case ev.server != nil:
-			if ev.server.slug == "" || !knownServerStatus[ev.server.st.Status] {
+			if ev.server.slug == "" || !sandboxq.ServerStatus(ev.server.st.Status).Known() {
 				t.Fatalf("accepted %q as server %q status %q", line, ev.server.slug, ev.server.st.Status)
 			}
 		case ev.sandbox != nil:

@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -137,13 +138,13 @@ func (c *connTracker) line(member string) {
 func (c *connTracker) connections(p tasks.Project, source string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.count[tasks.IndexMember(p)+" "+source]
+	return c.count[schema.IndexMember(p)+" "+source]
 }
 
 func (c *connTracker) linesOf(p tasks.Project) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.lines[tasks.IndexMember(p)]
+	return c.lines[schema.IndexMember(p)]
 }
 
 type runningManager struct {
@@ -232,7 +233,7 @@ func crash(t *testing.T, url string) {
 // events returns the project's whole stream.
 func (e *testEnv) events(p tasks.Project) []tasks.Event {
 	e.t.Helper()
-	evs, err := tasks.ReadEvents(e.t.Context(), e.rdb, p, "0", 100000, 0)
+	evs, err := schema.ReadEvents(e.t.Context(), e.rdb, p, "0", 100000, 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -206,7 +207,7 @@ func (m *Manager) Held() int { return int(m.held.Load()) }
 func (m *Manager) Watching(p tasks.Project) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.watchers[tasks.IndexMember(p)] != nil
+	return m.watchers[schema.IndexMember(p)] != nil
 }
 
 // Run claims and watches sandboxes until ctx is done, then stops every
@@ -244,7 +245,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if !m.abandon.Load() {
 		m.releaseAll(all)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = m.rdb.ZRem(ctx, tasks.WatcherManagersKey, m.cfg.OwnerID).Err()
+		_ = m.rdb.ZRem(ctx, schema.WatcherManagersKey, m.cfg.OwnerID).Err()
 		cancel()
 	}
 	m.mu.Lock()
@@ -264,76 +265,21 @@ func (m *Manager) releaseAll(all []*watcher) {
 	defer cancel()
 	for i := 0; i < len(all); i += 500 {
 		batch := all[i:min(i+500, len(all))]
-		err := pipelineScripts(ctx, m.rdb, func(pl redis.Pipeliner) {
-			for _, w := range batch {
-				releaseScript.EvalSha(ctx, pl, []string{tasks.WatcherKey(w.p), tasks.RegistryKey(w.p)}, m.cfg.OwnerID)
-			}
-		})
+		ops := make([]schema.LeaseOp, len(batch))
+		for j, w := range batch {
+			ops[j] = watcherLease(w.p)
+		}
+		err := schema.ReleaseLeases(ctx, m.rdb, ops, m.cfg.OwnerID)
 		if err != nil {
 			m.log.Warn("release watcher leases", "err", err, "count", len(batch))
 		}
 	}
 }
 
-// claimScript takes (or keeps) a watcher lease and records the owner in
-// the registry hash. KEYS lease, registry; ARGV owner, ttl ms. 1 if held.
-var claimScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'watcher', ARGV[1]) end
-  return 1
-end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0`)
-
-// renewScript extends a lease its owner still holds. KEYS lease; ARGV
-// owner, ttl ms.
-var renewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0`)
-
-// releaseScript drops a lease its owner still holds and clears the
-// registry's watcher field. KEYS lease, registry; ARGV owner.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if redis.call('HGET', KEYS[2], 'watcher') == ARGV[1] then redis.call('HSET', KEYS[2], 'watcher', '') end
-  return 1
-end
-return 0`)
-
-// pipelineScripts runs fn's EVALSHAs in one pipeline; if the server does
-// not know a script (first use, restart, SCRIPT FLUSH) it loads the lease
-// scripts and runs the pipeline once more.
-func pipelineScripts(ctx context.Context, rdb redis.UniversalClient, fn func(redis.Pipeliner)) error {
-	for attempt := 0; ; attempt++ {
-		cmds, err := rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-			fn(pl)
-			return nil
-		})
-		if errors.Is(err, redis.Nil) {
-			err = nil
-		}
-		noScript := false
-		for _, c := range cmds {
-			if c.Err() != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-				noScript = true
-				break
-			}
-		}
-		if !noScript || attempt > 0 {
-			return err
-		}
-		for _, sc := range []*redis.Script{claimScript, renewScript, releaseScript} {
-			if err := sc.Load(ctx, rdb).Err(); err != nil {
-				return err
-			}
-		}
-	}
+// watcherLease is p's watcher lease with the registry entry that records
+// its owner.
+func watcherLease(p tasks.Project) schema.LeaseOp {
+	return schema.LeaseOp{Key: schema.WatcherKey(p), Registry: schema.RegistryKey(p)}
 }
 
 // Claim makes this Manager watch p at once if nobody else does and it has
@@ -352,7 +298,7 @@ func (m *Manager) Claim(ctx context.Context, p tasks.Project) error {
 	if e.Status == tasks.SandboxDestroyed {
 		return nil
 	}
-	member := tasks.IndexMember(p)
+	member := schema.IndexMember(p)
 	m.mu.Lock()
 	runCtx := m.runCtx
 	w := m.watchers[member]
@@ -363,7 +309,7 @@ func (m *Manager) Claim(ctx context.Context, p tasks.Project) error {
 		return nil
 	}
 	if runCtx == nil || full {
-		return m.rdb.Publish(ctx, tasks.WatchersChannel, "claim "+member).Err()
+		return m.rdb.Publish(ctx, schema.WatchersChannel, "claim "+member).Err()
 	}
 	ok, err := m.tryClaim(ctx, p)
 	if err != nil {
@@ -376,17 +322,17 @@ func (m *Manager) Claim(ctx context.Context, p tasks.Project) error {
 }
 
 func (m *Manager) tryClaim(ctx context.Context, p tasks.Project) (bool, error) {
-	n, err := claimScript.Run(ctx, m.rdb, []string{tasks.WatcherKey(p), tasks.RegistryKey(p)}, m.cfg.OwnerID, m.cfg.LeaseTTL.Milliseconds()).Int()
+	ok, err := schema.AcquireLease(ctx, m.rdb, schema.WatcherKey(p), schema.RegistryKey(p), m.cfg.OwnerID, m.cfg.LeaseTTL)
 	if err != nil {
 		return false, fmt.Errorf("events: claim %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	return n == 1, nil
+	return ok, nil
 }
 
 // start runs a watcher for p, whose lease this Manager holds. A watcher
 // already running for p is kept.
 func (m *Manager) start(runCtx context.Context, p tasks.Project) {
-	member := tasks.IndexMember(p)
+	member := schema.IndexMember(p)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.watchers[member] != nil {
@@ -397,7 +343,7 @@ func (m *Manager) start(runCtx context.Context, p tasks.Project) {
 		m.bg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_ = releaseScript.Run(ctx, m.rdb, []string{tasks.WatcherKey(p), tasks.RegistryKey(p)}, m.cfg.OwnerID).Err()
+			_, _ = schema.ReleaseLease(ctx, m.rdb, schema.WatcherKey(p), schema.RegistryKey(p), m.cfg.OwnerID)
 		})
 		return
 	}
@@ -410,7 +356,7 @@ func (m *Manager) start(runCtx context.Context, p tasks.Project) {
 // stop ends p's watcher; release says whether to give up its lease (a lost
 // lease is not ours to release).
 func (m *Manager) stop(p tasks.Project, release bool) {
-	member := tasks.IndexMember(p)
+	member := schema.IndexMember(p)
 	m.mu.Lock()
 	w := m.watchers[member]
 	if w != nil {
@@ -426,7 +372,7 @@ func (m *Manager) stop(p tasks.Project, release bool) {
 	if release {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := releaseScript.Run(ctx, m.rdb, []string{tasks.WatcherKey(p), tasks.RegistryKey(p)}, m.cfg.OwnerID).Err(); err != nil {
+		if _, err := schema.ReleaseLease(ctx, m.rdb, schema.WatcherKey(p), schema.RegistryKey(p), m.cfg.OwnerID); err != nil {
 			m.log.Warn("release watcher lease", "project", member, "err", err)
 		}
 	}
@@ -474,10 +420,10 @@ func (m *Manager) heartbeat(ctx context.Context) {
 	now := time.Now()
 	var live, total *redis.IntCmd
 	_, err := m.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		pl.ZAdd(ctx, tasks.WatcherManagersKey, redis.Z{Score: float64(now.Add(m.cfg.LeaseTTL).UnixMilli()), Member: m.cfg.OwnerID})
-		pl.ZRemRangeByScore(ctx, tasks.WatcherManagersKey, "-inf", fmt.Sprint(now.UnixMilli()))
-		live = pl.ZCard(ctx, tasks.WatcherManagersKey)
-		total = pl.ZCard(ctx, tasks.RegistryIndexKey)
+		pl.ZAdd(ctx, schema.WatcherManagersKey, redis.Z{Score: float64(now.Add(m.cfg.LeaseTTL).UnixMilli()), Member: m.cfg.OwnerID})
+		pl.ZRemRangeByScore(ctx, schema.WatcherManagersKey, "-inf", fmt.Sprint(now.UnixMilli()))
+		live = pl.ZCard(ctx, schema.WatcherManagersKey)
+		total = pl.ZCard(ctx, schema.RegistryIndexKey)
 		return nil
 	})
 	if err != nil {
@@ -510,7 +456,7 @@ func (m *Manager) scan(ctx context.Context, seenFree map[string]bool) (map[strin
 	free := map[string]bool{}
 	var cursor uint64
 	for {
-		keys, next, err := m.rdb.ZScan(ctx, tasks.RegistryIndexKey, cursor, "", page).Result()
+		keys, next, err := m.rdb.ZScan(ctx, schema.RegistryIndexKey, cursor, "", page).Result()
 		if err != nil {
 			return nil, err
 		}
@@ -542,8 +488,8 @@ func (m *Manager) claimSome(ctx context.Context, cands []tasks.Project, free, se
 	statuses := make([]*redis.StringCmd, len(cands))
 	_, err := m.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		for i, p := range cands {
-			owners[i] = pl.Get(ctx, tasks.WatcherKey(p))
-			statuses[i] = pl.HGet(ctx, tasks.RegistryKey(p), FieldStatus)
+			owners[i] = pl.Get(ctx, schema.WatcherKey(p))
+			statuses[i] = pl.HGet(ctx, schema.RegistryKey(p), FieldStatus)
 		}
 		return nil
 	})
@@ -556,7 +502,7 @@ func (m *Manager) claimSome(ctx context.Context, cands []tasks.Project, free, se
 		if owners[i].Val() != "" || st == "" || st == tasks.SandboxDestroyed {
 			continue
 		}
-		member := tasks.IndexMember(p)
+		member := schema.IndexMember(p)
 		free[member] = true
 		if seenFree[member] {
 			now = append(now, p)
@@ -583,17 +529,16 @@ func (m *Manager) claimSome(ctx context.Context, cands []tasks.Project, free, se
 	if len(take) == 0 {
 		return nil
 	}
-	res := make([]*redis.Cmd, len(take))
-	err = pipelineScripts(ctx, m.rdb, func(pl redis.Pipeliner) {
-		for i, p := range take {
-			res[i] = claimScript.EvalSha(ctx, pl, []string{tasks.WatcherKey(p), tasks.RegistryKey(p)}, m.cfg.OwnerID, m.cfg.LeaseTTL.Milliseconds())
-		}
-	})
+	ops := make([]schema.LeaseOp, len(take))
+	for i, p := range take {
+		ops[i] = watcherLease(p)
+	}
+	claimed, err := schema.AcquireLeases(ctx, m.rdb, ops, m.cfg.OwnerID, m.cfg.LeaseTTL)
 	if err != nil {
 		return err
 	}
 	for i, p := range take {
-		if n, _ := res[i].Int(); n == 1 {
+		if claimed[i] {
 			m.start(ctx, p)
 		}
 	}
@@ -635,7 +580,7 @@ func (m *Manager) renewLoop(ctx context.Context) {
 			lastOK = time.Now()
 		}
 		for _, p := range lost {
-			m.log.Info("watcher lease lost", "project", tasks.IndexMember(p))
+			m.log.Info("watcher lease lost", "project", schema.IndexMember(p))
 			if m.cfg.OnLeaseLost != nil {
 				m.cfg.OnLeaseLost()
 			}
@@ -648,19 +593,18 @@ func (m *Manager) renew(ctx context.Context, all []tasks.Project) ([]tasks.Proje
 	var lost []tasks.Project
 	for i := 0; i < len(all); i += 500 {
 		batch := all[i:min(i+500, len(all))]
-		res := make([]*redis.Cmd, len(batch))
+		keys := make([]string, len(batch))
+		for j, p := range batch {
+			keys[j] = schema.WatcherKey(p)
+		}
 		rctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseTTL/3)
-		err := pipelineScripts(rctx, m.rdb, func(pl redis.Pipeliner) {
-			for j, p := range batch {
-				res[j] = renewScript.EvalSha(rctx, pl, []string{tasks.WatcherKey(p)}, m.cfg.OwnerID, m.cfg.LeaseTTL.Milliseconds())
-			}
-		})
+		held, err := schema.RenewLeases(rctx, m.rdb, keys, m.cfg.OwnerID, m.cfg.LeaseTTL)
 		cancel()
 		if err != nil {
 			return nil, err
 		}
 		for j, p := range batch {
-			if n, err := res[j].Int(); err == nil && n == 0 {
+			if !held[j] {
 				lost = append(lost, p)
 			}
 		}
@@ -676,7 +620,7 @@ func (m *Manager) renew(ctx context.Context, all []tasks.Project) ([]tasks.Proje
 func (m *Manager) nudgeLoop(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
-		ps := m.rdb.Subscribe(ctx, tasks.WatchersChannel, tasks.AllEventsChannel)
+		ps := m.rdb.Subscribe(ctx, schema.WatchersChannel, schema.AllEventsChannel)
 		if _, err := ps.Receive(ctx); err != nil {
 			_ = ps.Close()
 			if ctx.Err() != nil {
@@ -708,7 +652,7 @@ func (m *Manager) nudgeLoop(ctx context.Context) {
 }
 
 func (m *Manager) handleNudge(ctx context.Context, msg *redis.Message) {
-	if msg.Channel == tasks.WatchersChannel {
+	if msg.Channel == schema.WatchersChannel {
 		verb, member, ok := strings.Cut(msg.Payload, " ")
 		if !ok {
 			return
@@ -735,7 +679,7 @@ func (m *Manager) handleNudge(ctx context.Context, msg *redis.Message) {
 	if err := jsonUnmarshal(msg.Payload, &ev); err != nil {
 		return
 	}
-	if w := m.lookup(tasks.IndexMember(ev.Project())); w != nil {
+	if w := m.lookup(schema.IndexMember(ev.Project())); w != nil {
 		w.external(ev)
 	}
 }
@@ -771,8 +715,8 @@ func (m *Manager) Expedite(ctx context.Context, p tasks.Project) error {
 
 // Expedite tells p's watcher, in whichever process runs it, that someone
 // waits on p's servers: it polls at once and then fast for d. It sets
-// tasks.WaitingKey(p) with TTL d (read by a watcher that claims p later)
-// and publishes "expedite <member>" on tasks.WatchersChannel.
+// schema.WaitingKey(p) with TTL d (read by a watcher that claims p later)
+// and publishes "expedite <member>" on schema.WatchersChannel.
 func Expedite(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, d time.Duration) error {
 	p, err := checkProject(p)
 	if err != nil {
@@ -781,10 +725,10 @@ func Expedite(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, d
 	if d <= 0 {
 		d = DefaultExpediteFor
 	}
-	if err := rdb.Set(ctx, tasks.WaitingKey(p), "1", d).Err(); err != nil {
+	if err := rdb.Set(ctx, schema.WaitingKey(p), "1", d).Err(); err != nil {
 		return fmt.Errorf("events: expedite %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	if err := rdb.Publish(ctx, tasks.WatchersChannel, "expedite "+tasks.IndexMember(p)).Err(); err != nil {
+	if err := rdb.Publish(ctx, schema.WatchersChannel, "expedite "+schema.IndexMember(p)).Err(); err != nil {
 		return fmt.Errorf("events: expedite %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return nil

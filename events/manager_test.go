@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -34,7 +35,7 @@ func (e *testEnv) exactlyOne(ps []tasks.Project, ms ...*runningManager) error {
 		if len(owners[p]) != 1 {
 			return fmt.Errorf("%s watched by %v", p.Name, owners[p])
 		}
-		lease, _ := e.rdb.Get(e.t.Context(), tasks.WatcherKey(p)).Result()
+		lease, _ := e.rdb.Get(e.t.Context(), schema.WatcherKey(p)).Result()
 		if lease != owners[p][0] {
 			return fmt.Errorf("%s watched by %s but its lease names %q", p.Name, owners[p][0], lease)
 		}
@@ -90,7 +91,7 @@ func TestManagersShareAndTakeOver(t *testing.T) {
 	// transition surely happens while nobody watches.
 	hold := func() {
 		for _, p := range theirs {
-			if err := e.rdb.Persist(t.Context(), tasks.WatcherKey(p)).Err(); err != nil {
+			if err := e.rdb.Persist(t.Context(), schema.WatcherKey(p)).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -100,7 +101,7 @@ func TestManagersShareAndTakeOver(t *testing.T) {
 	victim.stop() // abandon: no release, like kill -9
 	hold()        // a renewal may have come between the first hold and the stop
 	for _, p := range theirs {
-		if owner, _ := e.rdb.Get(t.Context(), tasks.WatcherKey(p)).Result(); owner != victim.cfg.OwnerID {
+		if owner, _ := e.rdb.Get(t.Context(), schema.WatcherKey(p)).Result(); owner != victim.cfg.OwnerID {
 			t.Fatalf("lease of %s names %q, want the dead %s", p.Name, owner, victim.cfg.OwnerID)
 		}
 	}
@@ -112,7 +113,7 @@ func TestManagersShareAndTakeOver(t *testing.T) {
 	}
 	killed := time.Now()
 	for _, p := range theirs {
-		if err := e.rdb.PExpire(t.Context(), tasks.WatcherKey(p), time.Second).Err(); err != nil {
+		if err := e.rdb.PExpire(t.Context(), schema.WatcherKey(p), time.Second).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,7 +168,7 @@ func TestClaimAndRelease(t *testing.T) {
 		t.Fatalf("Claim of invalid project: %v", err)
 	}
 	m.stop()
-	if owner, _ := e.rdb.Get(t.Context(), tasks.WatcherKey(p)).Result(); owner != "" {
+	if owner, _ := e.rdb.Get(t.Context(), schema.WatcherKey(p)).Result(); owner != "" {
 		t.Fatalf("lease still held by %q after shutdown", owner)
 	}
 	entry, _ = e.store.Get(t.Context(), p)
@@ -192,8 +193,8 @@ func TestClaimNudge(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "runner subscribed", func() bool {
-		n, err := e.rdb.PubSubNumSub(t.Context(), tasks.WatchersChannel).Result()
-		return err == nil && n[tasks.WatchersChannel] > 0
+		n, err := e.rdb.PubSubNumSub(t.Context(), schema.WatchersChannel).Result()
+		return err == nil && n[schema.WatchersChannel] > 0
 	})
 	p, _ := e.sandbox("nudged")
 	if err := idle.Claim(t.Context(), p); err != nil {
@@ -218,7 +219,7 @@ func TestLeaseLost(t *testing.T) {
 	m := e.run(cfg)
 	p, _ := e.sandbox("x")
 	waitFor(t, "watching", func() bool { return m.Watching(p) })
-	if err := e.rdb.Set(t.Context(), tasks.WatcherKey(p), "someone-else", time.Minute).Err(); err != nil {
+	if err := e.rdb.Set(t.Context(), schema.WatcherKey(p), "someone-else", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -227,7 +228,7 @@ func TestLeaseLost(t *testing.T) {
 		t.Fatal("OnLeaseLost not called")
 	}
 	waitFor(t, "watcher stopped", func() bool { return !m.Watching(p) })
-	if owner, _ := e.rdb.Get(t.Context(), tasks.WatcherKey(p)).Result(); owner != "someone-else" {
+	if owner, _ := e.rdb.Get(t.Context(), schema.WatcherKey(p)).Result(); owner != "someone-else" {
 		t.Fatalf("lease of the new owner was touched: %q", owner)
 	}
 }

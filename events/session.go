@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -246,13 +247,6 @@ type wireEvent struct {
 	Timestamp int64           `json:"timestamp"`
 }
 
-// knownServerStatus are the server statuses a source may report; a line
-// with any other status is ignored rather than recorded.
-var knownServerStatus = map[string]bool{
-	gateway.ServerInstalling: true, gateway.ServerStarting: true, gateway.ServerRunning: true,
-	gateway.ServerReady: true, gateway.ServerFailed: true, gateway.ServerStopped: true, gateway.ServerRestarting: true,
-}
-
 // parseEventLine turns a server.status_changed or sandbox.status_changed
 // line of the sandbox into an observation; other lines are ignored.
 func parseEventLine(line []byte, sandboxID string) (lineEvent, bool) {
@@ -275,7 +269,7 @@ func parseEventLine(line []byte, sandboxID string) (lineEvent, bool) {
 			URL        string `json:"url"`
 			Error      string `json:"error"`
 		}
-		if json.Unmarshal(ev.Data, &d) != nil || d.ServerName == "" || !knownServerStatus[d.Status] {
+		if json.Unmarshal(ev.Data, &d) != nil || d.ServerName == "" || !sandboxq.ServerStatus(d.Status).Known() {
 			return lineEvent{}, false
 		}
 		return lineEvent{server: &observation{slug: d.ServerName, fromLine: true,

@@ -12,38 +12,28 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sandboxq/sandboxq"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
 // ErrNotFound is returned when a project has no registry entry.
 var ErrNotFound = errors.New("events: project has no registry entry")
 
-// Registry hash fields (tasks.RegistryKey).
+// Registry hash fields (schema.RegistryKey), as named by package schema.
 const (
-	FieldNamespace = "namespace"
-	FieldName      = "name"
-	FieldSandboxID = "sandbox_id"
-	FieldProvider  = "provider"
-	FieldStatus    = "status"
-	FieldError     = "error"
-	FieldServers   = "servers"
-	FieldLastEvent = "last_event"
-	FieldLastUsed  = "last_used"
-	FieldCreatedAt = "created_at"
-	FieldUpdatedAt = "updated_at"
-	FieldWatcher   = "watcher"
-)
-
-// Server statuses (computesdk-protocol.md); the registry stores whatever
-// status a source reports, these are the ones sandboxq acts on.
-const (
-	ServerInstalling = "installing"
-	ServerStarting   = "starting"
-	ServerRunning    = "running"
-	ServerReady      = "ready"
-	ServerRestarting = "restarting"
-	ServerStopped    = "stopped"
-	ServerFailed     = "failed"
+	FieldNamespace = schema.FieldNamespace
+	FieldName      = schema.FieldName
+	FieldSandboxID = schema.FieldSandboxID
+	FieldProvider  = schema.FieldProvider
+	FieldStatus    = schema.FieldStatus
+	FieldError     = schema.FieldError
+	FieldServers   = schema.FieldServers
+	FieldLastEvent = schema.FieldLastEvent
+	FieldLastUsed  = schema.FieldLastUsed
+	FieldCreatedAt = schema.FieldCreatedAt
+	FieldUpdatedAt = schema.FieldUpdatedAt
+	FieldWatcher   = schema.FieldWatcher
 )
 
 // DefaultMaxLen is the default approximate cap of a project's event stream.
@@ -111,139 +101,6 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
 
 // Redis returns the client the store uses.
 func (s *Store) Redis() redis.UniversalClient { return s.rdb }
-
-// The scripts below touch only keys of one project (one hash tag), so they
-// run on one cluster slot. The published copy of an event is built in the
-// script from the stored JSON (which starts with `{` and has no id) and the
-// entry id, so the stream and the channels see events in the same order.
-
-// emit is shared by the scripts: append ARGV event JSON to KEYS[2], publish
-// it with its id, record it as last_event. Returns the id.
-const luaEmit = `
-local function emit(json, now, maxlen, ch, allch)
-  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'event', json)
-  local pub = '{"id":"' .. id .. '",' .. string.sub(json, 2)
-  redis.call('HSET', KEYS[1], 'last_event', pub, 'updated_at', now)
-  redis.call('PUBLISH', ch, pub)
-  redis.call('PUBLISH', allch, pub)
-  return id
-end
-local function fill(json, sid)
-  local i, j = string.find(json, '"sandbox_id":""', 1, true)
-  if not i then return json end
-  return string.sub(json, 1, i - 1) .. '"sandbox_id":' .. cjson.encode(sid) .. string.sub(json, j + 1)
-end
-`
-
-// upsertScript: KEYS registry, stream; ARGV ns, name, sandbox id, provider,
-// now ms, created JSON, ready JSON, maxlen, channel, all channel, "1" to
-// emit ready right after created for a new sandbox id.
-var upsertScript = redis.NewScript(luaEmit + `
-local cur = redis.call('HMGET', KEYS[1], 'sandbox_id', 'status')
-local now = ARGV[5]
-if cur[1] ~= ARGV[3] then
-  redis.call('HSET', KEYS[1], 'namespace', ARGV[1], 'name', ARGV[2], 'sandbox_id', ARGV[3],
-    'provider', ARGV[4], 'status', 'ready', 'error', '', 'servers', '{}',
-    'created_at', now, 'last_used', now, 'updated_at', now)
-  redis.call('HDEL', KEYS[1], 'seen')
-  local id = emit(ARGV[6], now, ARGV[8], ARGV[9], ARGV[10])
-  if ARGV[11] == '1' then id = emit(ARGV[7], now, ARGV[8], ARGV[9], ARGV[10]) end
-  return {id, ARGV[3]}
-end
-redis.call('HSET', KEYS[1], 'last_used', now)
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'provider', ARGV[4]) end
-if cur[2] ~= 'ready' then
-  redis.call('HSET', KEYS[1], 'status', 'ready', 'error', '')
-  return {emit(ARGV[7], now, ARGV[8], ARGV[9], ARGV[10]), ARGV[3]}
-end
-return false
-`)
-
-// serverScript: KEYS registry, stream; ARGV sandbox id ("" = current),
-// slug, observed state JSON, observed ms (0 = unknown), event JSON, now ms,
-// maxlen, channel, all channel.
-// Returns 0 absent, 1 no transition, or {entry id, sandbox id}.
-var serverScript = redis.NewScript(luaEmit + `
-local h = redis.call('HMGET', KEYS[1], 'sandbox_id', 'status', 'servers', 'seen')
-if not h[1] then return 0 end
-if ARGV[1] ~= '' and h[1] ~= ARGV[1] then return 1 end
-if h[2] == 'destroyed' then return 1 end
-local slug = ARGV[2]
-local servers = {}
-if h[3] and h[3] ~= '' then servers = cjson.decode(h[3]) end
-local seen = {}
-if h[4] and h[4] ~= '' then seen = cjson.decode(h[4]) end
-local obs = cjson.decode(ARGV[3])
-local obsms = tonumber(ARGV[4])
-local cur = servers[slug]
-local function s(v)
-  if v == nil or v == cjson.null then return '' end
-  return tostring(v)
-end
-local function absent(v, f)
-  if v == nil or v == cjson.null then return true end
-  return f ~= 'exit_code' and (v == '' or v == 0)
-end
-local rank = {installing = 0, starting = 1, restarting = 1, running = 2, ready = 3, stopped = 4, failed = 4}
-local last = tonumber(seen[slug] or 0)
-if cur and obsms > 0 and last > 0 then
-  if obsms < last then return 1 end
-  if obsms == last and (rank[obs.status] or 2) < (rank[cur.status] or 2) then return 1 end
-end
-local function noteSeen()
-  if obsms > last then
-    seen[slug] = obsms
-    redis.call('HSET', KEYS[1], 'seen', cjson.encode(seen))
-  end
-end
-if cur and s(cur.status) == s(obs.status) then
-  local changed, filled = false, false
-  for _, f in ipairs({'url', 'port', 'exit_code', 'error'}) do
-    if absent(obs[f], f) then
-      obs[f] = cur[f]
-    elseif absent(cur[f], f) then
-      filled = true
-    elseif s(cur[f]) ~= s(obs[f]) and f ~= 'error' then
-      changed = true
-    end
-  end
-  if not changed then
-    if filled then
-      obs.updated_at = cur.updated_at
-      servers[slug] = obs
-      redis.call('HSET', KEYS[1], 'servers', cjson.encode(servers))
-    end
-    noteSeen()
-    return 1
-  end
-end
-servers[slug] = obs
-redis.call('HSET', KEYS[1], 'servers', cjson.encode(servers))
-noteSeen()
-local json = ARGV[5]
-if ARGV[1] == '' then json = fill(json, h[1]) end
-return {emit(json, ARGV[6], ARGV[7], ARGV[8], ARGV[9]), h[1]}
-`)
-
-// sandboxScript: KEYS registry, stream; ARGV sandbox id ("" = current),
-// status, error, event JSON, now ms, maxlen, channel, all channel.
-var sandboxScript = redis.NewScript(luaEmit + `
-local h = redis.call('HMGET', KEYS[1], 'sandbox_id', 'status')
-if not h[1] then return 0 end
-if ARGV[1] ~= '' and h[1] ~= ARGV[1] then return 1 end
-if h[2] == ARGV[2] then return 1 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', ARGV[3])
-local json = ARGV[4]
-if ARGV[1] == '' then json = fill(json, h[1]) end
-return {emit(json, ARGV[5], ARGV[6], ARGV[7], ARGV[8]), h[1]}
-`)
-
-// touchScript: KEYS registry; ARGV now ms. Returns 1 if the entry exists.
-var touchScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'last_used', ARGV[1])
-return 1
-`)
 
 func checkProject(p tasks.Project) (tasks.Project, error) {
 	p = p.Normalize()
@@ -337,12 +194,12 @@ func (s *Store) upsert(ctx context.Context, p tasks.Project, sandboxID, provider
 	if err != nil {
 		return err
 	}
-	_, err = runScript(ctx, s.rdb, upsertScript, []string{tasks.RegistryKey(p), tasks.EventsKey(p)},
-		p.Namespace, p.Name, sandboxID, provider, ms(now), cj, rj, s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel, flag(alsoReady))
+	_, err = runScript(ctx, s.rdb, schema.RegistryUpsert, []string{schema.RegistryKey(p), schema.EventsKey(p)},
+		p.Namespace, p.Name, sandboxID, provider, ms(now), cj, rj, s.maxLen, schema.EventsChannel(p), schema.AllEventsChannel, flag(alsoReady))
 	if err != nil {
 		return fmt.Errorf("events: upsert %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	if err := s.rdb.ZAdd(ctx, tasks.RegistryIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: tasks.IndexMember(p)}).Err(); err != nil {
+	if err := s.rdb.ZAdd(ctx, schema.RegistryIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: schema.IndexMember(p)}).Err(); err != nil {
 		return fmt.Errorf("events: index %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return nil
@@ -356,14 +213,14 @@ func (s *Store) Touch(ctx context.Context, p tasks.Project) error {
 		return err
 	}
 	now := s.now()
-	n, err := touchScript.Run(ctx, s.rdb, []string{tasks.RegistryKey(p)}, ms(now)).Int()
+	n, err := schema.RegistryTouch.Run(ctx, s.rdb, []string{schema.RegistryKey(p)}, ms(now)).Int()
 	if err != nil {
 		return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	if n == 0 {
 		return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, ErrNotFound)
 	}
-	if err := s.rdb.ZAdd(ctx, tasks.RegistryIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: tasks.IndexMember(p)}).Err(); err != nil {
+	if err := s.rdb.ZAdd(ctx, schema.RegistryIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: schema.IndexMember(p)}).Err(); err != nil {
 		return fmt.Errorf("events: index %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	return nil
@@ -427,8 +284,8 @@ func (s *Store) ServerStatus(ctx context.Context, p tasks.Project, sandboxID, sl
 	if err != nil {
 		return nil, err
 	}
-	res, err := runScript(ctx, s.rdb, serverScript, []string{tasks.RegistryKey(p), tasks.EventsKey(p)},
-		sandboxID, slug, string(sj), obsMS, ej, ms(now), s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel)
+	res, err := runScript(ctx, s.rdb, schema.RegistryServer, []string{schema.RegistryKey(p), schema.EventsKey(p)},
+		sandboxID, slug, string(sj), obsMS, ej, ms(now), s.maxLen, schema.EventsChannel(p), schema.AllEventsChannel)
 	if err != nil {
 		return nil, fmt.Errorf("events: server status %s/%s %s: %w", p.Namespace, p.Name, slug, err)
 	}
@@ -459,8 +316,8 @@ func (s *Store) SandboxStatus(ctx context.Context, p tasks.Project, sandboxID, s
 	if err != nil {
 		return nil, err
 	}
-	res, err := runScript(ctx, s.rdb, sandboxScript, []string{tasks.RegistryKey(p), tasks.EventsKey(p)},
-		sandboxID, status, errMsg, ej, ms(now), s.maxLen, tasks.EventsChannel(p), tasks.AllEventsChannel)
+	res, err := runScript(ctx, s.rdb, schema.RegistrySandbox, []string{schema.RegistryKey(p), schema.EventsKey(p)},
+		sandboxID, status, errMsg, ej, ms(now), s.maxLen, schema.EventsChannel(p), schema.AllEventsChannel)
 	if err != nil {
 		return nil, fmt.Errorf("events: sandbox status %s/%s: %w", p.Namespace, p.Name, err)
 	}
@@ -493,7 +350,7 @@ func (s *Store) StopServers(ctx context.Context, p tasks.Project, sandboxID stri
 	}
 	slugs := make([]string, 0, len(e.Servers))
 	for slug, st := range e.Servers {
-		if st.Status != ServerStopped {
+		if st.Status != sandboxq.ServerStopped {
 			slugs = append(slugs, slug)
 		}
 	}
@@ -502,7 +359,7 @@ func (s *Store) StopServers(ctx context.Context, p tasks.Project, sandboxID stri
 	for _, slug := range slugs {
 		prev := e.Servers[slug]
 		ev, err := s.ServerStatus(ctx, p, e.SandboxID, slug, ServerState{
-			Status: ServerStopped, Port: prev.Port, ExitCode: prev.ExitCode, // UpdatedAt zero: never stale
+			Status: sandboxq.ServerStopped, Port: prev.Port, ExitCode: prev.ExitCode, // UpdatedAt zero: never stale
 		})
 		if err != nil {
 			return out, err
@@ -517,7 +374,7 @@ func (s *Store) StopServers(ctx context.Context, p tasks.Project, sandboxID stri
 // state reads only the status and sandbox id of p's entry: what a watcher
 // checks every slow poll, so it costs one small HMGET rather than an Entry.
 func (s *Store) state(ctx context.Context, p tasks.Project) (status, sandboxID string, err error) {
-	vals, err := s.rdb.HMGet(ctx, tasks.RegistryKey(p), FieldStatus, FieldSandboxID).Result()
+	vals, err := s.rdb.HMGet(ctx, schema.RegistryKey(p), FieldStatus, FieldSandboxID).Result()
 	if err != nil {
 		return "", "", fmt.Errorf("events: get %s/%s: %w", p.Namespace, p.Name, err)
 	}
@@ -539,8 +396,8 @@ func (s *Store) Get(ctx context.Context, p tasks.Project) (*Entry, error) {
 	var h *redis.MapStringStringCmd
 	var w *redis.StringCmd
 	_, err = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		h = pl.HGetAll(ctx, tasks.RegistryKey(p))
-		w = pl.Get(ctx, tasks.WatcherKey(p))
+		h = pl.HGetAll(ctx, schema.RegistryKey(p))
+		w = pl.Get(ctx, schema.WatcherKey(p))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -609,19 +466,9 @@ const (
 	MaxListLimit     = 500
 )
 
-// ProjectOfMember parses a member of tasks.RegistryIndexKey.
-func ProjectOfMember(member string) (tasks.Project, error) {
-	ns, name, ok := strings.Cut(member, "/")
-	if !ok || ns == "" || name == "" {
-		return tasks.Project{}, fmt.Errorf("events: index member %q is not <namespace>/<name>", member)
-	}
-	ns = strings.NewReplacer("%2F", "/", "%25", "%").Replace(ns)
-	p := tasks.Project{Namespace: ns, Name: name}
-	if err := p.Validate(); err != nil {
-		return p, fmt.Errorf("events: index member %q: %w", member, err)
-	}
-	return p, nil
-}
+// ProjectOfMember parses a member of schema.RegistryIndexKey
+// (schema.ProjectOfMember).
+func ProjectOfMember(member string) (tasks.Project, error) { return schema.ProjectOfMember(member) }
 
 func encodeCursor(score int64, member string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(score, 10) + ":" + member))
@@ -657,7 +504,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error
 		if err := np.Validate(); err != nil {
 			return nil, "", fmt.Errorf("events: list: %w", err)
 		}
-		m := tasks.IndexMember(np)
+		m := schema.IndexMember(np)
 		prefix = m[:len(m)-1]
 	}
 	maxScore := "+inf"
@@ -683,7 +530,7 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error
 	var out []Entry
 	var offset int64
 	for {
-		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, tasks.RegistryIndexKey, &redis.ZRangeBy{
+		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, schema.RegistryIndexKey, &redis.ZRangeBy{
 			Max: maxScore, Min: "-inf", Offset: offset, Count: batch,
 		}).Result()
 		if err != nil {
@@ -716,8 +563,8 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error
 			ws := make([]*redis.StringCmd, len(cands))
 			_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
 				for i, c := range cands {
-					hs[i] = pl.HGetAll(ctx, tasks.RegistryKey(c.p))
-					ws[i] = pl.Get(ctx, tasks.WatcherKey(c.p))
+					hs[i] = pl.HGetAll(ctx, schema.RegistryKey(c.p))
+					ws[i] = pl.Get(ctx, schema.WatcherKey(c.p))
 				}
 				return nil
 			})
@@ -756,10 +603,10 @@ func (s *Store) Remove(ctx context.Context, p tasks.Project) error {
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.Del(ctx, tasks.RegistryKey(p)).Err(); err != nil {
+	if err := s.rdb.Del(ctx, schema.RegistryKey(p)).Err(); err != nil {
 		return fmt.Errorf("events: remove %s/%s: %w", p.Namespace, p.Name, err)
 	}
-	if err := s.rdb.ZRem(ctx, tasks.RegistryIndexKey, tasks.IndexMember(p)).Err(); err != nil {
+	if err := s.rdb.ZRem(ctx, schema.RegistryIndexKey, schema.IndexMember(p)).Err(); err != nil {
 		return fmt.Errorf("events: remove %s/%s from index: %w", p.Namespace, p.Name, err)
 	}
 	return nil

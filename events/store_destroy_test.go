@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -42,9 +43,9 @@ func TestStoreStopServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for slug, st := range map[string]ServerState{
-		"web":  {Status: ServerReady, URL: "http://127.0.0.1:5000", Port: 5000},
-		"job":  {Status: ServerFailed, ExitCode: intp(2)},
-		"done": {Status: ServerStopped},
+		"web":  {Status: sandboxq.ServerReady, URL: "http://127.0.0.1:5000", Port: 5000},
+		"job":  {Status: sandboxq.ServerFailed, ExitCode: intp(2)},
+		"done": {Status: sandboxq.ServerStopped},
 	} {
 		if _, err := s.ServerStatus(ctx, p, "sbx_1", slug, st); err != nil {
 			t.Fatal(err)
@@ -59,7 +60,7 @@ func TestStoreStopServers(t *testing.T) {
 	}
 	var names []string
 	for _, ev := range evs {
-		if ev.Type != tasks.EventServerStatusChanged || ev.Status != ServerStopped || ev.URL != "" || ev.SandboxID != "sbx_1" {
+		if ev.Type != tasks.EventServerStatusChanged || ev.Status != sandboxq.ServerStopped || ev.URL != "" || ev.SandboxID != "sbx_1" {
 			t.Errorf("event %+v, want server stopped without URL", ev)
 		}
 		names = append(names, ev.ServerName)
@@ -72,7 +73,7 @@ func TestStoreStopServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for slug, st := range e.Servers {
-		if st.Status != ServerStopped || st.URL != "" {
+		if st.Status != sandboxq.ServerStopped || st.URL != "" {
 			t.Errorf("server %s = %+v, want stopped without URL", slug, st)
 		}
 	}

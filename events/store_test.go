@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -23,7 +25,7 @@ func newStore(t *testing.T) *Store {
 
 func streamOf(t *testing.T, s *Store, p tasks.Project) []tasks.Event {
 	t.Helper()
-	evs, err := tasks.ReadEvents(t.Context(), s.rdb, p, "0", 10000, 0)
+	evs, err := schema.ReadEvents(t.Context(), s.rdb, p, "0", 10000, 0)
 	if err != nil {
 		t.Fatalf("read events: %v", err)
 	}
@@ -52,7 +54,7 @@ func TestStoreUpsertEmitsCreatedOnce(t *testing.T) {
 		t.Fatalf("entry = %+v", e)
 	}
 	// A new sandbox id for the project is a new sandbox: created again, servers reset.
-	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerReady}); err != nil {
+	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerReady}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Upsert(ctx, p, "sbx_2", "local"); err != nil {
@@ -72,7 +74,7 @@ func TestStoreServerStatusDedup(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	p := tasks.Project{Namespace: "team/a", Name: "shop"}
-	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerStarting}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerStarting}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("server status without entry: err = %v, want ErrNotFound", err)
 	}
 	if err := s.Upsert(ctx, p, "sbx_1", "local"); err != nil {
@@ -84,21 +86,21 @@ func TestStoreServerStatusDedup(t *testing.T) {
 		st   ServerState
 		emit bool
 	}{
-		{ServerState{Status: ServerStarting, Port: 3000, UpdatedAt: at(0)}, true},
-		{ServerState{Status: ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
-		{ServerState{Status: ServerRunning, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerStarting, Port: 3000, UpdatedAt: at(0)}, true},
+		{ServerState{Status: sandboxq.ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
+		{ServerState{Status: sandboxq.ServerRunning, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(time.Second)}, true},
 		// stale: older than what was seen
-		{ServerState{Status: ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
-		{ServerState{Status: ServerReady, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(2 * time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerStarting, Port: 3000, UpdatedAt: at(0)}, false},
+		{ServerState{Status: sandboxq.ServerReady, Port: 3000, URL: "http://127.0.0.1:3000", UpdatedAt: at(2 * time.Second)}, true},
 		// same ms, earlier in the lifecycle: stale
-		{ServerState{Status: ServerRunning, Port: 3000, UpdatedAt: at(2 * time.Second)}, false},
+		{ServerState{Status: sandboxq.ServerRunning, Port: 3000, UpdatedAt: at(2 * time.Second)}, false},
 		// same status, fields left out: nothing new
-		{ServerState{Status: ServerReady, UpdatedAt: at(2 * time.Second)}, false},
+		{ServerState{Status: sandboxq.ServerReady, UpdatedAt: at(2 * time.Second)}, false},
 		// unknown time, same status
-		{ServerState{Status: ServerReady}, false},
-		{ServerState{Status: ServerFailed, ExitCode: intp(0), Error: "exit 0", UpdatedAt: at(3 * time.Second)}, true},
-		{ServerState{Status: ServerFailed, UpdatedAt: at(3 * time.Second)}, false},
-		{ServerState{Status: ServerFailed, ExitCode: intp(2), UpdatedAt: at(4 * time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerReady}, false},
+		{ServerState{Status: sandboxq.ServerFailed, ExitCode: intp(0), Error: "exit 0", UpdatedAt: at(3 * time.Second)}, true},
+		{ServerState{Status: sandboxq.ServerFailed, UpdatedAt: at(3 * time.Second)}, false},
+		{ServerState{Status: sandboxq.ServerFailed, ExitCode: intp(2), UpdatedAt: at(4 * time.Second)}, true},
 	}
 	var want []string
 	for i, step := range steps {
@@ -133,15 +135,15 @@ func TestStoreServerStatusDedup(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e.Servers["web"]
-	if w.Status != ServerFailed || w.ExitCode == nil || *w.ExitCode != 2 || w.Error != "exit 0" || w.Port != 0 {
+	if w.Status != sandboxq.ServerFailed || w.ExitCode == nil || *w.ExitCode != 2 || w.Error != "exit 0" || w.Port != 0 {
 		t.Fatalf("registry web = %+v", w)
 	}
 	// A field recorded as unknown and filled in later is the same
 	// transition: folded in without an event.
-	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: ServerStopped, UpdatedAt: at(5 * time.Second)}); err != nil || ev == nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: sandboxq.ServerStopped, UpdatedAt: at(5 * time.Second)}); err != nil || ev == nil {
 		t.Fatalf("api stopped: %+v %v", ev, err)
 	}
-	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: ServerStopped, ExitCode: intp(143), URL: "http://x", UpdatedAt: at(5 * time.Second)}); err != nil || ev != nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "api", ServerState{Status: sandboxq.ServerStopped, ExitCode: intp(143), URL: "http://x", UpdatedAt: at(5 * time.Second)}); err != nil || ev != nil {
 		t.Fatalf("api stopped with exit code: %+v %v", ev, err)
 	}
 	e, _ = s.Get(ctx, p)
@@ -149,11 +151,11 @@ func TestStoreServerStatusDedup(t *testing.T) {
 		t.Fatalf("registry api = %+v", a)
 	}
 	// Other sandbox id: ignored.
-	if ev, err := s.ServerStatus(ctx, p, "sbx_old", "web", ServerState{Status: ServerReady}); ev != nil || err != nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_old", "web", ServerState{Status: sandboxq.ServerReady}); ev != nil || err != nil {
 		t.Fatalf("stale sandbox: %v %v", ev, err)
 	}
 	// "" = current sandbox.
-	ev, err := s.ServerStatus(ctx, p, "", "api", ServerState{Status: ServerStarting})
+	ev, err := s.ServerStatus(ctx, p, "", "api", ServerState{Status: sandboxq.ServerStarting})
 	if err != nil || ev == nil || ev.SandboxID != "sbx_1" {
 		t.Fatalf("current sandbox: %+v %v", ev, err)
 	}
@@ -178,7 +180,7 @@ func TestStoreConcurrentSameTransitionOneEvent(t *testing.T) {
 	emitted := 0
 	for i := range 20 {
 		wg.Go(func() {
-			st := ServerState{Status: ServerReady, UpdatedAt: at}
+			st := ServerState{Status: sandboxq.ServerReady, UpdatedAt: at}
 			if i%2 == 0 { // the poll source knows more fields
 				st.URL, st.Port = "http://127.0.0.1:3000", 3000
 			}
@@ -204,7 +206,7 @@ func TestStoreConcurrentSameTransitionOneEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := e.Servers["web"]; w.Status != ServerReady || w.Port != 3000 || w.URL == "" {
+	if w := e.Servers["web"]; w.Status != sandboxq.ServerReady || w.Port != 3000 || w.URL == "" {
 		t.Fatalf("registry web = %+v", w)
 	}
 }
@@ -216,7 +218,7 @@ func TestStorePublishesWithID(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
 	p := tasks.Project{Namespace: "pub" + strings.ReplaceAll(t.Name(), "/", "_"), Name: "shop"}
-	ps := s.rdb.Subscribe(ctx, tasks.EventsChannel(p), tasks.AllEventsChannel)
+	ps := s.rdb.Subscribe(ctx, schema.EventsChannel(p), schema.AllEventsChannel)
 	defer ps.Close()
 	if _, err := ps.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -224,15 +226,15 @@ func TestStorePublishesWithID(t *testing.T) {
 	if err := s.Upsert(ctx, p, "sbx_1", "local"); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerStarting, Port: 3000})
+	ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerStarting, Port: 3000})
 	if err != nil || ev == nil {
 		t.Fatal(ev, err)
 	}
-	want := map[string]int{tasks.EventsChannel(p): 2, tasks.AllEventsChannel: 2}
+	want := map[string]int{schema.EventsChannel(p): 2, schema.AllEventsChannel: 2}
 	got := map[string][]tasks.Event{}
 	ch := ps.Channel()
 	timeout := time.After(waitTimeout)
-	for len(got[tasks.EventsChannel(p)]) < 2 || len(got[tasks.AllEventsChannel]) < 2 {
+	for len(got[schema.EventsChannel(p)]) < 2 || len(got[schema.AllEventsChannel]) < 2 {
 		select {
 		case msg := <-ch:
 			var e tasks.Event
@@ -255,15 +257,15 @@ func TestStorePublishesWithID(t *testing.T) {
 			}
 		}
 	}
-	if got[tasks.EventsChannel(p)][1].Port != 3000 || got[tasks.EventsChannel(p)][1].ID != ev.ID {
-		t.Fatalf("server event %+v, returned %+v", got[tasks.EventsChannel(p)][1], ev)
+	if got[schema.EventsChannel(p)][1].Port != 3000 || got[schema.EventsChannel(p)][1].ID != ev.ID {
+		t.Fatalf("server event %+v, returned %+v", got[schema.EventsChannel(p)][1], ev)
 	}
 	// The stored entry holds the event JSON without the id.
-	raw, err := s.rdb.XRange(ctx, tasks.EventsKey(p), "-", "+").Result()
+	raw, err := s.rdb.XRange(ctx, schema.EventsKey(p), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := raw[1].Values[tasks.EventField].(string); strings.Contains(v, `"id"`) || !strings.HasPrefix(v, `{"type":"server.status_changed"`) {
+	if v := raw[1].Values[schema.EventField].(string); strings.Contains(v, `"id"`) || !strings.HasPrefix(v, `{"type":"server.status_changed"`) {
 		t.Fatalf("stored %s", v)
 	}
 }
@@ -300,7 +302,7 @@ func TestStoreSandboxStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A destroyed sandbox takes no server observations.
-	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerReady}); ev != nil || err != nil {
+	if ev, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerReady}); ev != nil || err != nil {
 		t.Fatalf("server of destroyed sandbox: %+v %v", ev, err)
 	}
 	var got []string
@@ -326,11 +328,11 @@ func TestStoreStreamIsCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 1000 {
-		if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: ServerFailed, ExitCode: intp(i)}); err != nil {
+		if _, err := s.ServerStatus(ctx, p, "sbx_1", "web", ServerState{Status: sandboxq.ServerFailed, ExitCode: intp(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n, err := rdb.XLen(ctx, tasks.EventsKey(p)).Result()
+	n, err := rdb.XLen(ctx, schema.EventsKey(p)).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +435,7 @@ func TestStoreListTouchRemove(t *testing.T) {
 		t.Fatalf("after remove: %v", got)
 	}
 	// An index member whose hash is gone is skipped.
-	if err := rdb.Del(ctx, tasks.RegistryKey(all[6])).Err(); err != nil {
+	if err := rdb.Del(ctx, schema.RegistryKey(all[6])).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if got := list(ListOptions{Namespace: "a"}); !slices.Equal(got, []string{"a/p4", "a/p2"}) {
@@ -477,7 +479,7 @@ func second[T any](_ T, err error) error { return err }
 func TestProjectOfMember(t *testing.T) {
 	t.Parallel()
 	for _, p := range []tasks.Project{{Namespace: "a/b%c", Name: "x"}, {Namespace: "default", Name: "y.z"}} {
-		got, err := ProjectOfMember(tasks.IndexMember(p))
+		got, err := ProjectOfMember(schema.IndexMember(p))
 		if err != nil || got != p {
 			t.Errorf("%+v: %+v %v", p, got, err)
 		}

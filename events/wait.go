@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -14,17 +14,13 @@ import (
 // destroyed while waiting.
 var ErrSandboxDestroyed = errors.New("events: sandbox destroyed")
 
-// waitBlock bounds one blocking read of WaitServer, and so how long a
-// cancelled wait can take to notice.
-const waitBlock = time.Second
-
 // StateOf is the server state an event of server.status_changed reports.
 func StateOf(ev tasks.Event) ServerState {
 	return ServerState{Status: ev.Status, URL: ev.URL, Port: ev.Port, ExitCode: ev.ExitCode, Error: ev.Error, UpdatedAt: ev.Timestamp}
 }
 
 // WaitServer reads p's event stream after fromID (take it with
-// tasks.LastEventID before acting, so no transition caused by the action
+// schema.LastEventID before acting, so no transition caused by the action
 // is missed) until a server.status_changed event of slug satisfies until,
 // and returns that state and the event's id. until sees every transition
 // of slug in order, so it may record progress. A sandbox destroyed meanwhile
@@ -42,37 +38,24 @@ func WaitServer(ctx context.Context, rdb redis.UniversalClient, p tasks.Project,
 		return ServerState{}, "", errors.New("events: WaitServer needs a server name and an until function")
 	}
 	last := fromID
-	if last == "" {
-		last = "0"
-	}
-	for {
-		// Blocking reads are not interrupted by ctx, so each is short and
-		// ends by ctx's deadline.
-		block := waitBlock
-		if dl, ok := ctx.Deadline(); ok {
-			left := time.Until(dl)
-			if left <= 0 {
-				return ServerState{}, last, ctx.Err()
-			}
-			block = min(block, max(left, time.Millisecond))
-		}
-		evs, err := tasks.ReadEvents(ctx, rdb, p, last, 100, block)
-		if ctx.Err() != nil {
-			return ServerState{}, last, ctx.Err()
+	for ev, err := range schema.Follow(ctx, rdb, p, fromID) {
+		var bad *schema.BadEntryError
+		if errors.As(err, &bad) {
+			last = ev.ID // not an event: skip it (schema.Follow's rule)
+			continue
 		}
 		if err != nil {
 			return ServerState{}, last, fmt.Errorf("events: wait for server %q: %w", slug, err)
 		}
-		for _, ev := range evs {
-			last = ev.ID
-			switch {
-			case ev.Type == tasks.EventServerStatusChanged && ev.ServerName == slug:
-				if st := StateOf(ev); until(st) {
-					return st, ev.ID, nil
-				}
-			case ev.Type == tasks.EventSandboxStatusChanged && ev.Status == tasks.SandboxDestroyed:
-				return ServerState{}, ev.ID, ErrSandboxDestroyed
+		last = ev.ID
+		switch {
+		case ev.Type == tasks.EventServerStatusChanged && ev.ServerName == slug:
+			if st := StateOf(ev); until(st) {
+				return st, ev.ID, nil
 			}
+		case ev.Type == tasks.EventSandboxStatusChanged && ev.Status == tasks.SandboxDestroyed:
+			return ServerState{}, ev.ID, ErrSandboxDestroyed
 		}
 	}
+	return ServerState{}, last, ctx.Err()
 }

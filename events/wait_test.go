@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -19,10 +21,10 @@ func TestWaitServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A ready from before fromID does not count.
-	if _, err := s.ServerStatus(ctx, p, "", "web", ServerState{Status: ServerReady}); err != nil {
+	if _, err := s.ServerStatus(ctx, p, "", "web", ServerState{Status: sandboxq.ServerReady}); err != nil {
 		t.Fatal(err)
 	}
-	from, err := tasks.LastEventID(ctx, s.rdb, p)
+	from, err := schema.LastEventID(ctx, s.rdb, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,19 +39,19 @@ func TestWaitServer(t *testing.T) {
 		var seen []string
 		st, id, err := WaitServer(ctx, s.rdb, p, "web", from, func(st ServerState) bool {
 			seen = append(seen, st.Status)
-			return st.Status == ServerReady || st.Status == ServerFailed
+			return st.Status == sandboxq.ServerReady || st.Status == sandboxq.ServerFailed
 		})
 		done <- result{st, id, seen, err}
 	}()
-	for _, st := range []string{ServerStopped, ServerStarting} {
+	for _, st := range []string{sandboxq.ServerStopped, sandboxq.ServerStarting} {
 		if _, err := s.ServerStatus(ctx, p, "", "web", ServerState{Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.ServerStatus(ctx, p, "", "api", ServerState{Status: ServerReady}); err != nil {
+	if _, err := s.ServerStatus(ctx, p, "", "api", ServerState{Status: sandboxq.ServerReady}); err != nil {
 		t.Fatal(err)
 	}
-	last, err := s.ServerStatus(ctx, p, "", "web", ServerState{Status: ServerReady, URL: "http://127.0.0.1:1", Port: 1})
+	last, err := s.ServerStatus(ctx, p, "", "web", ServerState{Status: sandboxq.ServerReady, URL: "http://127.0.0.1:1", Port: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestExpediteSetsWaitingKey(t *testing.T) {
 	if err := Expedite(t.Context(), s.rdb, p, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := s.rdb.PTTL(t.Context(), tasks.WaitingKey(p)).Result()
+	ttl, err := s.rdb.PTTL(t.Context(), schema.WaitingKey(p)).Result()
 	if err != nil || ttl <= 0 || ttl > 30*time.Second {
 		t.Fatalf("waiting key ttl %v, %v", ttl, err)
 	}

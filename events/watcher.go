@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -58,7 +60,7 @@ type sandboxObservation struct{ status, err string }
 func newWatcher(m *Manager, parent context.Context, p tasks.Project) *watcher {
 	ctx, cancel := context.WithCancel(parent)
 	return &watcher{
-		m: m, p: p, member: tasks.IndexMember(p), ctx: ctx, cancel: cancel,
+		m: m, p: p, member: schema.IndexMember(p), ctx: ctx, cancel: cancel,
 		done:    make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		refind:  make(chan struct{}, 1),
@@ -297,7 +299,7 @@ func (w *watcher) checkEntry(sandboxID string) entryState {
 
 // readWaiting sets fast polling for as long as the waiting key lives.
 func (w *watcher) readWaiting() {
-	ttl, err := w.m.rdb.PTTL(w.ctx, tasks.WaitingKey(w.p)).Result()
+	ttl, err := w.m.rdb.PTTL(w.ctx, schema.WaitingKey(w.p)).Result()
 	if err != nil || ttl <= 0 {
 		return
 	}
@@ -318,9 +320,9 @@ func (w *watcher) interval(now time.Time) time.Duration {
 	}
 	for _, s := range w.servers {
 		switch s.status {
-		case ServerInstalling, ServerStarting, ServerRestarting:
+		case sandboxq.ServerInstalling, sandboxq.ServerStarting, sandboxq.ServerRestarting:
 			return w.m.cfg.FastPoll
-		case ServerRunning:
+		case sandboxq.ServerRunning:
 			if now.Sub(s.since) < w.m.cfg.SettleAfter {
 				return w.m.cfg.FastPoll
 			}
@@ -375,8 +377,8 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 		// A server that is no longer listed was deleted: it is stopped.
 		w.mu.Lock()
 		for slug, s := range w.servers {
-			if _, ok := seen[slug]; !ok && s.status != ServerStopped && s.status != ServerFailed {
-				obs = append(obs, observation{slug: slug, st: ServerState{Status: ServerStopped}})
+			if _, ok := seen[slug]; !ok && s.status != sandboxq.ServerStopped && s.status != sandboxq.ServerFailed {
+				obs = append(obs, observation{slug: slug, st: ServerState{Status: sandboxq.ServerStopped}})
 			}
 		}
 		w.mu.Unlock()

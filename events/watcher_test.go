@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway/local"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -52,7 +54,7 @@ func TestWatcherBothSourcesLifecycleAndCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := entry.Servers["web"]; st.Status != ServerReady || st.URL != ready.URL || st.Port != ready.Port {
+	if st := entry.Servers["web"]; st.Status != sandboxq.ServerReady || st.URL != ready.URL || st.Port != ready.Port {
 		t.Fatalf("registry web = %+v", st)
 	}
 	if entry.Watcher != "w1" {
@@ -70,7 +72,7 @@ func TestWatcherBothSourcesLifecycleAndCrash(t *testing.T) {
 		t.Fatalf("failed event %+v, want exit code 3", failed)
 	}
 	entry, _ = e.store.Get(t.Context(), p)
-	if st := entry.Servers["web"]; st.Status != ServerFailed || st.ExitCode == nil || *st.ExitCode != 3 {
+	if st := entry.Servers["web"]; st.Status != sandboxq.ServerFailed || st.ExitCode == nil || *st.ExitCode != 3 {
 		t.Fatalf("registry web after crash = %+v", st)
 	}
 	if entry.LastEvent == nil || entry.LastEvent.ID != failed.ID {
@@ -169,7 +171,7 @@ func TestWatcherStopsOnDestroyed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "watcher stopped and lease released", func() bool {
-		n, err := e.rdb.Exists(t.Context(), tasks.WatcherKey(p)).Result()
+		n, err := e.rdb.Exists(t.Context(), schema.WatcherKey(p)).Result()
 		return !m.Watching(p) && m.Held() == 0 && err == nil && n == 0
 	})
 	// The claim scan does not take it again.
@@ -249,7 +251,7 @@ func TestWatcherFollowsReplacedSandbox(t *testing.T) {
 	e.startServer(sb, "web", 0)
 	waitFor(t, "ready of the new sandbox", func() bool {
 		for _, ev := range e.events(p) {
-			if ev.ServerName == "web" && ev.Status == ServerReady && ev.SandboxID == sb.SandboxID {
+			if ev.ServerName == "web" && ev.Status == sandboxq.ServerReady && ev.SandboxID == sb.SandboxID {
 				return true
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/internal/secret"
 )
 
@@ -112,20 +113,20 @@ func TestDaemon_Servers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[0].Slug != "a" || list[1].Status != ServerFailed || list[1].ExitCode == nil || *list[1].ExitCode != 1 {
+	if len(list) != 2 || list[0].Slug != "a" || list[1].Status != sandboxq.ServerFailed || list[1].ExitCode == nil || *list[1].ExitCode != 1 {
 		t.Errorf("ListServers = %+v", list)
 	}
 
 	started, err := d.StartServer(ctx, ServerStartOptions{
 		Slug: "web app", Start: "npm run dev", Install: "npm install", Path: "/home/user/app",
 		Environment: map[string]string{"NODE_ENV": "development"}, Port: 3000,
-		RestartPolicy: RestartOnFailure, MaxRestarts: 3,
+		RestartPolicy: sandboxq.RestartOnFailure, MaxRestarts: 3,
 		HealthCheck: &HealthCheck{Path: "/healthz", IntervalMS: 2000},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if started.Slug != "web app" || started.Status != ServerRunning || started.PID != 4242 ||
+	if started.Slug != "web app" || started.Status != sandboxq.ServerRunning || started.PID != 4242 ||
 		started.RestartDelay != time.Second || started.StopTimeout != 10*time.Second ||
 		started.HealthStatus == nil || started.HealthStatus.LastStatus != 200 || started.Healthy == nil || !*started.Healthy {
 		t.Errorf("StartServer = %+v", started)

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/sandboxq/sandboxq"
 )
 
 // DefaultNamespace is used when a namespace is empty (protocol §1.6).
-const DefaultNamespace = "default"
+const DefaultNamespace = sandboxq.DefaultNamespace
 
 // envelope is the gateway's response body (protocol §1.4).
 type envelope struct {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sandboxq/sandboxq"
 )
 
 // This file holds the wire shapes of the gateway and daemon protocols
@@ -70,32 +72,12 @@ func (s *Sandbox) LogValue() slog.Value {
 	)
 }
 
-// Server statuses (protocol §2.9, v2).
-const (
-	ServerInstalling = "installing"
-	ServerStarting   = "starting"
-	ServerRunning    = "running"
-	ServerReady      = "ready"
-	ServerFailed     = "failed"
-	ServerStopped    = "stopped"
-	ServerRestarting = "restarting"
-)
+// Server statuses, restart policies and the health check are words of the
+// leaf package sandboxq (ServerReady, RestartOnFailure, ...), shared with
+// tasks, events and the local provider.
 
-// Restart policies.
-const (
-	RestartNever     = "never"
-	RestartOnFailure = "on-failure"
-	RestartAlways    = "always"
-)
-
-// HealthCheck configures a server's HTTP health check. Durations are in
-// milliseconds on the wire.
-type HealthCheck struct {
-	Path       string `json:"path,omitempty"`
-	IntervalMS int64  `json:"interval_ms,omitempty"`
-	TimeoutMS  int64  `json:"timeout_ms,omitempty"`
-	DelayMS    int64  `json:"delay_ms,omitempty"`
-}
+// HealthCheck configures a server's HTTP health check (sandboxq.HealthCheck).
+type HealthCheck = sandboxq.HealthCheck
 
 // ServerStartOptions is the body of POST /servers (v2).
 type ServerStartOptions struct {

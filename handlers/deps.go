@@ -14,7 +14,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
-	"github.com/sandboxq/sandboxq/internal/lease"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -116,7 +116,7 @@ func clientDaemons(gw *gateway.Client) func(*gateway.Sandbox) Daemon {
 }
 
 // redisLocker is the default Locker: project leases in Redis
-// (internal/lease), waited for up to wait in short jittered polls.
+// (schema.Acquire), waited for up to wait in short jittered polls.
 type redisLocker struct {
 	rdb  redis.UniversalClient
 	ttl  time.Duration
@@ -124,11 +124,8 @@ type redisLocker struct {
 	log  *slog.Logger
 }
 
-// leaseKey is the Redis key of a project's mutation lease. The braces are a
-// Redis Cluster hash tag: every key of a project lives in one slot.
-func leaseKey(p tasks.Project) string {
-	return tasks.KeyPrefix + tasks.ProjectTag(p) + ":lease"
-}
+// leaseKey is the Redis key of a project's mutation lease (schema.LeaseKey).
+func leaseKey(p tasks.Project) string { return schema.LeaseKey(p) }
 
 func (l *redisLocker) Lock(ctx context.Context, p tasks.Project, owner string) (context.Context, func(), error) {
 	if owner == "" {
@@ -137,7 +134,7 @@ func (l *redisLocker) Lock(ctx context.Context, p tasks.Project, owner string) (
 	key := leaseKey(p)
 	deadline := time.Now().Add(l.wait)
 	for {
-		held, err := lease.Acquire(ctx, l.rdb, key, owner, l.ttl)
+		held, err := schema.Acquire(ctx, l.rdb, key, owner, l.ttl)
 		if err == nil {
 			release := func() {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -148,7 +145,7 @@ func (l *redisLocker) Lock(ctx context.Context, p tasks.Project, owner string) (
 			}
 			return held.Context(), release, nil
 		}
-		if !errors.Is(err, lease.ErrHeld) {
+		if !errors.Is(err, schema.ErrHeld) {
 			return nil, nil, err
 		}
 		if !time.Now().Before(deadline) {

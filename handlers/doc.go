@@ -17,7 +17,7 @@
 //
 // Every mutation of a project runs under the project's lease
 // (sandboxq:{namespace/name}:lease, owner = task id, renewed while held,
-// released by compare-and-delete; see internal/lease). A task that cannot
+// released by compare-and-delete; see schema.Acquire). A task that cannot
 // take it within Config.LeaseWait returns ErrProjectBusy. The lease is taken
 // inside the handlers, not by a middleware, because it must cover the
 // gateway calls and not the waiting: server:start and server:restart release

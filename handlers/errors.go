@@ -11,7 +11,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/internal/backoff"
-	"github.com/sandboxq/sandboxq/internal/lease"
+	"github.com/sandboxq/sandboxq/schema"
 )
 
 // ErrProjectBusy is returned when another task holds the project's lease for
@@ -107,7 +107,7 @@ func (p Policy) RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 // (429, or the shared gateway budget out of room) and a lost lease are
 // expected under load and do not count against the task's MaxRetry.
 func IsFailure(err error) bool {
-	if errors.Is(err, ErrProjectBusy) || errors.Is(err, lease.ErrLost) || errors.Is(err, gateway.ErrThrottled) {
+	if errors.Is(err, ErrProjectBusy) || errors.Is(err, schema.ErrLost) || errors.Is(err, gateway.ErrThrottled) {
 		return false
 	}
 	var apiErr *gateway.APIError

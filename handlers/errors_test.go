@@ -12,7 +12,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/internal/backoff"
-	"github.com/sandboxq/sandboxq/internal/lease"
+	"github.com/sandboxq/sandboxq/schema"
 )
 
 func apiErr(status int, retryAfter time.Duration) error {
@@ -67,7 +67,7 @@ func TestIsFailure(t *testing.T) {
 	}{
 		{fmt.Errorf("x: %w", ErrProjectBusy), false},
 		{apiErr(429, time.Second), false},
-		{fmt.Errorf("renew: %w", lease.ErrLost), false},
+		{fmt.Errorf("renew: %w", schema.ErrLost), false},
 		{apiErr(503, 0), true},
 		{errors.New("boom"), true},
 		{context.DeadlineExceeded, true},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
@@ -353,7 +354,7 @@ func startPayload(waitMS int64) tasks.ServerStart {
 func TestServerReadyBeforeTheWaitBegan(t *testing.T) {
 	t.Parallel()
 	s := newStream()
-	s.append(events.ServerState{Status: gateway.ServerStopped}) // an older run, before the task
+	s.append(events.ServerState{Status: sandboxq.ServerStopped}) // an older run, before the task
 	d := &mockDaemon{
 		GetServerFn: func(context.Context, string) (*gateway.ServerInfo, error) {
 			return nil, statusErr("daemon.get_server", 404)
@@ -361,9 +362,9 @@ func TestServerReadyBeforeTheWaitBegan(t *testing.T) {
 		StartServerFn: func(_ context.Context, o gateway.ServerStartOptions) (*gateway.ServerInfo, error) {
 			// The daemon answers "starting", and the watcher records the
 			// ready that follows before the handler gets to wait.
-			s.append(events.ServerState{Status: gateway.ServerStarting})
-			s.append(events.ServerState{Status: gateway.ServerReady, URL: "http://web.test", Port: 3000})
-			return &gateway.ServerInfo{Slug: o.Slug, Status: gateway.ServerStarting}, nil
+			s.append(events.ServerState{Status: sandboxq.ServerStarting})
+			s.append(events.ServerState{Status: sandboxq.ServerReady, URL: "http://web.test", Port: 3000})
+			return &gateway.ServerInfo{Slug: o.Slug, Status: sandboxq.ServerStarting}, nil
 		},
 	}
 	h := newTestHandlers(t, Config{Gateway: oneSandbox(&gateway.Sandbox{SandboxID: "sbx-1"}), Daemons: daemonOf(d), Store: s.store(), FallbackRead: time.Hour})
@@ -372,7 +373,7 @@ func TestServerReadyBeforeTheWaitBegan(t *testing.T) {
 		t.Fatalf("server:start: %v", err)
 	}
 	var res ServerResult
-	if !log.last(t, &res) || res.Status != gateway.ServerReady || res.URL != "http://web.test" || res.Action != "started" {
+	if !log.last(t, &res) || res.Status != sandboxq.ServerReady || res.URL != "http://web.test" || res.Action != "started" {
 		t.Errorf("result = %+v, want ready at http://web.test, started", res)
 	}
 	if len(s.reads) == 0 || s.reads[0] != "1" {
@@ -399,7 +400,7 @@ func TestServerReadyAtOnceDoesNotWait(t *testing.T) {
 			return nil, statusErr("daemon.get_server", 404)
 		},
 		StartServerFn: func(_ context.Context, o gateway.ServerStartOptions) (*gateway.ServerInfo, error) {
-			return &gateway.ServerInfo{Slug: o.Slug, Status: gateway.ServerReady}, nil
+			return &gateway.ServerInfo{Slug: o.Slug, Status: sandboxq.ServerReady}, nil
 		},
 	}
 	h := newTestHandlers(t, Config{Gateway: oneSandbox(&gateway.Sandbox{SandboxID: "sbx-1"}), Daemons: daemonOf(d), Store: st})
@@ -423,13 +424,13 @@ func TestServerWaitChecksAnEarlyEndAgainstTheDaemon(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			if !started {
-				return &gateway.ServerInfo{Slug: "web", Status: gateway.ServerFailed, Start: "npm run dev"}, nil
+				return &gateway.ServerInfo{Slug: "web", Status: sandboxq.ServerFailed, Start: "npm run dev"}, nil
 			}
-			return &gateway.ServerInfo{Slug: "web", Status: gateway.ServerStarting, Start: "npm run dev"}, nil
+			return &gateway.ServerInfo{Slug: "web", Status: sandboxq.ServerStarting, Start: "npm run dev"}, nil
 		},
 		DeleteServerFn: func(context.Context, string) error {
 			// The watcher records the old server's end only now.
-			s.append(events.ServerState{Status: gateway.ServerStopped, ExitCode: &code})
+			s.append(events.ServerState{Status: sandboxq.ServerStopped, ExitCode: &code})
 			return nil
 		},
 		StartServerFn: func(_ context.Context, o gateway.ServerStartOptions) (*gateway.ServerInfo, error) {
@@ -437,10 +438,10 @@ func TestServerWaitChecksAnEarlyEndAgainstTheDaemon(t *testing.T) {
 			started = true
 			mu.Unlock()
 			go func() {
-				s.append(events.ServerState{Status: gateway.ServerStarting})
-				s.append(events.ServerState{Status: gateway.ServerReady, URL: "http://web.test"})
+				s.append(events.ServerState{Status: sandboxq.ServerStarting})
+				s.append(events.ServerState{Status: sandboxq.ServerReady, URL: "http://web.test"})
 			}()
-			return &gateway.ServerInfo{Slug: o.Slug, Status: gateway.ServerStarting}, nil
+			return &gateway.ServerInfo{Slug: o.Slug, Status: sandboxq.ServerStarting}, nil
 		},
 	}
 	h := newTestHandlers(t, Config{Gateway: oneSandbox(&gateway.Sandbox{SandboxID: "sbx-1"}), Daemons: daemonOf(d), Store: s.store(), FallbackRead: time.Hour})
@@ -449,7 +450,7 @@ func TestServerWaitChecksAnEarlyEndAgainstTheDaemon(t *testing.T) {
 		t.Fatalf("server:start: %v", err)
 	}
 	var res ServerResult
-	if !log.last(t, &res) || res.Status != gateway.ServerReady || res.Action != "restarted" {
+	if !log.last(t, &res) || res.Status != sandboxq.ServerReady || res.Action != "restarted" {
 		t.Errorf("result = %+v, want ready, restarted", res)
 	}
 }
@@ -477,13 +478,13 @@ func newStartingDaemon() *startingDaemon {
 		case d.read <- struct{}{}:
 		default: // nobody is listening
 		}
-		return &gateway.ServerInfo{Slug: "web", Status: gateway.ServerStarting}, nil
+		return &gateway.ServerInfo{Slug: "web", Status: sandboxq.ServerStarting}, nil
 	}
 	d.StartServerFn = func(_ context.Context, o gateway.ServerStartOptions) (*gateway.ServerInfo, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		started = true
-		return &gateway.ServerInfo{Slug: o.Slug, Status: gateway.ServerStarting}, nil
+		return &gateway.ServerInfo{Slug: o.Slug, Status: sandboxq.ServerStarting}, nil
 	}
 	d.StopServerFn = func(context.Context, string) error {
 		d.mu.Lock()
@@ -508,7 +509,7 @@ func TestServerWaitTimesOut(t *testing.T) {
 		t.Fatalf("err = %v, want the permanent wait timeout", err)
 	}
 	var res ServerResult
-	if !log.last(t, &res) || res.Status != gateway.ServerStarting || res.WaitedMS < 200 {
+	if !log.last(t, &res) || res.Status != sandboxq.ServerStarting || res.WaitedMS < 200 {
 		t.Errorf("result = %+v, want starting after ≥ 200 ms", res)
 	}
 }

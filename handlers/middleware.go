@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -179,7 +180,7 @@ func (c *Cancellation) check(ctx context.Context) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.interval)
 	defer cancel()
-	marked, err := tasks.CancelledAmong(cctx, c.rdb, ids)
+	marked, err := schema.CancelledAmong(cctx, c.rdb, ids)
 	if err != nil {
 		c.log.WarnContext(ctx, "check cancel marks", "err", err)
 		return
@@ -196,6 +197,6 @@ func (c *Cancellation) check(ctx context.Context) {
 func (c *Cancellation) marked(ctx context.Context, id string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	ok, err := tasks.IsCancelled(ctx, c.rdb, id)
+	ok, err := schema.IsCancelled(ctx, c.rdb, id)
 	return err == nil && ok
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
@@ -32,13 +33,7 @@ func serverResult(s *gateway.ServerInfo, action string) *ServerResult {
 }
 
 // up reports whether a server is running or on its way there.
-func up(status string) bool {
-	switch status {
-	case gateway.ServerInstalling, gateway.ServerStarting, gateway.ServerRunning, gateway.ServerReady, gateway.ServerRestarting:
-		return true
-	}
-	return false
-}
+func up(status string) bool { return sandboxq.ServerStatus(status).Live() }
 
 func (h *Handlers) serverStart(ctx context.Context, t *Task[tasks.ServerStart]) (any, error) {
 	res, err := h.startServer(ctx, t.ID, t.Payload, func(r *ServerResult) { _ = t.SetResult(r) })
@@ -58,7 +53,7 @@ const cancelledStopTimeout = 15 * time.Second
 // ready is left alone. It runs under the project lease, on a context that
 // outlives the cancelled one; a failure is logged.
 func (h *Handlers) stopCancelledStart(ctx context.Context, owner string, p tasks.Project, res *ServerResult) {
-	if (res.Action != "started" && res.Action != "restarted") || res.Status == gateway.ServerReady {
+	if (res.Action != "started" && res.Action != "restarted") || res.Status == sandboxq.ServerReady {
 		return
 	}
 	stopped := false
@@ -68,7 +63,7 @@ func (h *Handlers) stopCancelledStart(ctx context.Context, owner string, p tasks
 	if err == nil {
 		defer release()
 		err = h.withSandbox(lctx, p, false, func(_ *gateway.Sandbox, d Daemon) error {
-			if cur, err := d.GetServer(lctx, res.Slug); err == nil && (cur.Status == gateway.ServerReady || !up(cur.Status)) {
+			if cur, err := d.GetServer(lctx, res.Slug); err == nil && (cur.Status == sandboxq.ServerReady || !up(cur.Status)) {
 				return nil // it became ready meanwhile, or is not running
 			}
 			err := d.StopServer(lctx, res.Slug)
@@ -219,7 +214,7 @@ func (h *Handlers) serverStop(ctx context.Context, t *Task[tasks.ServerStop]) (a
 	err = h.withSandbox(lctx, p.Project, false, func(_ *gateway.Sandbox, d Daemon) error {
 		err := d.StopServer(lctx, p.Slug)
 		if errors.Is(err, gateway.ErrNotFound) {
-			res = &ServerResult{Slug: p.Slug, Status: gateway.ServerStopped, Action: "absent"}
+			res = &ServerResult{Slug: p.Slug, Status: sandboxq.ServerStopped, Action: "absent"}
 			return nil
 		}
 		if err != nil {
@@ -233,7 +228,7 @@ func (h *Handlers) serverStop(ctx context.Context, t *Task[tasks.ServerStop]) (a
 		return nil
 	})
 	if errors.Is(err, errNoSandbox) {
-		return &ServerResult{Slug: p.Slug, Status: gateway.ServerStopped, Action: "absent"}, nil
+		return &ServerResult{Slug: p.Slug, Status: sandboxq.ServerStopped, Action: "absent"}, nil
 	}
 	return res, err
 }
@@ -287,9 +282,9 @@ func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d Servers, r
 			return res, err
 		}
 		switch res.Status {
-		case gateway.ServerFailed:
+		case sandboxq.ServerFailed:
 			return res, Permanentf("server %q failed%s", res.Slug, exitDetail(res))
-		case gateway.ServerStopped:
+		case sandboxq.ServerStopped:
 			return res, Permanentf("server %q stopped before it was %s%s", res.Slug, waitTarget(waitFor), exitDetail(res))
 		}
 		return res, nil
@@ -396,9 +391,9 @@ func (h *Handlers) waitThroughEvents() bool { return h.cfg.Store != nil && !h.cf
 // serverDone reports whether a wait for waitFor is over at res.
 func serverDone(res *ServerResult, waitFor string) bool {
 	switch res.Status {
-	case gateway.ServerReady, gateway.ServerFailed, gateway.ServerStopped:
+	case sandboxq.ServerReady, sandboxq.ServerFailed, sandboxq.ServerStopped:
 		return true
-	case gateway.ServerRunning:
+	case sandboxq.ServerRunning:
 		return waitFor == tasks.WaitForRunning
 	}
 	return false

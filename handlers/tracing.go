@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/gateway"
-	"github.com/sandboxq/sandboxq/internal/lease"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -83,7 +83,7 @@ func errorClass(err error) string {
 	switch {
 	case errors.Is(err, errCancelled):
 		return "cancelled"
-	case errors.Is(err, lease.ErrLost):
+	case errors.Is(err, schema.ErrLost):
 		return "lease_lost"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"

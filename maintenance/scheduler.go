@@ -16,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/sandboxq/sandboxq/internal/asynqlog"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -169,7 +170,7 @@ func (s *Scheduler) newEntry(spec string, p tasks.Payload) (*entry, error) {
 		s: s, typ: typ, spec: spec, sched: sched,
 		task:    asynq.NewTask(typ, t.Payload()),
 		taskID:  "scheduled:" + typ,
-		slotKey: tasks.KeyPrefix + "maintenance:" + typ + ":slot",
+		slotKey: schema.SlotKey(typ),
 		insp:    asynq.NewInspectorFromRedisClient(s.cfg.Redis),
 	}
 	// The options are given to Register (not baked into the task) so that
@@ -249,45 +250,6 @@ func slotOf(sched cron.Schedule, now time.Time) time.Time {
 	return now.Truncate(time.Minute)
 }
 
-// The slot marker (entry.slotKey) is "<slot unix ms>:rolling" while the
-// first firing of a slot removes the previous slot's task, then
-// "<slot>:done".
-
-// advanceSlot returns 1 when ARGV[1] is a newer slot than the marker's (the
-// caller is the slot's first firing and now owns the rollover), 2 when
-// another firing is rolling this slot over (wait for it), else 0.
-var advanceSlot = redis.NewScript(`
-local v = redis.call("GET", KEYS[1])
-local cur, state = -1, "done"
-if v then
-  local sep = string.find(v, ":", 1, true)
-  if sep then
-    cur = tonumber(string.sub(v, 1, sep - 1)) or -1
-    state = string.sub(v, sep + 1)
-  end
-end
-local slot = tonumber(ARGV[1])
-if slot > cur then
-  redis.call("SET", KEYS[1], ARGV[1] .. ":rolling", "PX", ARGV[2])
-  return 1
-end
-if slot == cur and state == "rolling" then
-  return 2
-end
-return 0`)
-
-// finishSlot marks the rollover of slot ARGV[1] done, unless a newer slot
-// took the marker meanwhile.
-var finishSlot = redis.NewScript(`
-if redis.call("GET", KEYS[1]) == ARGV[1] .. ":rolling" then
-  redis.call("SET", KEYS[1], ARGV[1] .. ":done", "PX", ARGV[2])
-end
-return 0`)
-
-// markerTTL bounds the life of a slot marker; an expired marker only means
-// that the next firing rolls over.
-const markerTTL = 7 * 24 * time.Hour
-
 // rolloverWait bounds how long a firing waits for the slot's first firing
 // to finish removing the previous task.
 const rolloverWait = 5 * time.Second
@@ -305,7 +267,7 @@ func (e *entry) beforeEnqueue(*asynq.Task, []asynq.Option) {
 	ctx, cancel := context.WithTimeout(context.Background(), rolloverWait+5*time.Second)
 	defer cancel()
 	rdb, key, ms := e.s.cfg.Redis, []string{e.slotKey}, slot.UnixMilli()
-	res, err := advanceSlot.Run(ctx, rdb, key, ms, markerTTL.Milliseconds()).Int()
+	res, err := schema.AdvanceSlot.Run(ctx, rdb, key, ms, schema.SlotMarkerTTL.Milliseconds()).Int()
 	if err != nil {
 		e.s.log.WarnContext(ctx, "advance schedule slot", "task_type", e.typ, "slot", slot, "err", err)
 		return
@@ -321,7 +283,7 @@ func (e *entry) beforeEnqueue(*asynq.Task, []asynq.Option) {
 			// enqueues conflict with it and the slot is skipped.
 			e.s.log.WarnContext(ctx, "previous scheduled run still active; slot skipped", "task_type", e.typ, "slot", slot, "err", err)
 		}
-		if err := finishSlot.Run(ctx, rdb, key, ms, markerTTL.Milliseconds()).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		if err := schema.FinishSlot.Run(ctx, rdb, key, ms, schema.SlotMarkerTTL.Milliseconds()).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			e.s.log.WarnContext(ctx, "finish schedule slot", "task_type", e.typ, "slot", slot, "err", err)
 		}
 	case 2:

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/sandboxq/sandboxq/schema"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -112,7 +113,7 @@ func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...asynq.Option) (
 		if o, ok := p.(optioner); ok {
 			all = o.Options()
 		}
-		return c.enqueueUnique(ctx, p.TypeName(), hp.projectOf().Normalize(), task, append(all, opts...))
+		return c.enqueueUnique(ctx, p.TypeName(), hp.Normalize(), task, append(all, opts...))
 	}
 	info, err := c.aq.EnqueueContext(ctx, task)
 	if err != nil {
@@ -241,35 +242,19 @@ func (m dedupMark) String() string {
 	return string(b)
 }
 
-// casScript sets KEYS[1] to ARGV[2] with a TTL of ARGV[3] ms, or deletes it
-// when ARGV[2] is "", but only if its value is ARGV[1] ("" = absent).
-// It returns 1 when it did.
-var casScript = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if not cur then cur = '' end
-if cur ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-end
-return 1
-`)
-
 func (c *Client) cas(ctx context.Context, key, old, new string, ttl time.Duration) (bool, error) {
-	n, err := casScript.Run(ctx, c.rdb, []string{key}, old, new, ttl.Milliseconds()).Int()
-	return n == 1, err
+	return schema.CompareAndSet(ctx, c.rdb, key, old, new, ttl)
 }
 
 // enqueueUnique enqueues task unless the project already has a live task of
 // its type. See doc.go for the algorithm.
 func (c *Client) enqueueUnique(ctx context.Context, typ string, proj Project, task *asynq.Task, opts []asynq.Option) (*Enqueued, error) {
-	key := DedupKey(typ, proj)
+	key := schema.DedupKey(typ, proj)
 	queue, id, processAt := scanOptions(opts)
 	if id == "" {
 		id = uuid.NewString()
 	}
-	ttl := DedupTTL
+	ttl := schema.DedupTTL
 	if d := time.Until(processAt); d > 0 {
 		ttl += d
 	}
@@ -305,7 +290,7 @@ func (c *Client) enqueueUnique(ctx context.Context, typ string, proj Project, ta
 			// Otherwise the key names a finished or vanished task (or is
 			// garbage): replace it.
 		}
-		won, err := c.cas(ctx, key, cur, claim, dedupClaimTTL)
+		won, err := c.cas(ctx, key, cur, claim, schema.DedupClaimTTL)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue %s: claim %s: %w", typ, key, err)
 		}
@@ -319,7 +304,7 @@ func (c *Client) enqueueUnique(ctx context.Context, typ string, proj Project, ta
 // enqueueClaimed enqueues task under id while this producer holds the dedup
 // key, then records the task in the key.
 func (c *Client) enqueueClaimed(ctx context.Context, typ, key, claim string, task *asynq.Task, id string, ttl time.Duration) (*Enqueued, error) {
-	ectx, cancel := context.WithTimeout(ctx, dedupClaimTTL/2)
+	ectx, cancel := context.WithTimeout(ctx, schema.DedupClaimTTL/2)
 	info, err := c.aq.EnqueueContext(ectx, task, asynq.TaskID(id))
 	cancel()
 	// The key must be settled even if the caller's context ends now.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/sandboxq/sandboxq/internal/testutil"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -128,9 +129,9 @@ func TestDedupScheduledTaskIsLive(t *testing.T) {
 	if !second.Duplicate || second.ID != first.ID {
 		t.Fatalf("second = %+v, want duplicate of scheduled %s", second, first.ID)
 	}
-	ttl, err := b.rdb.PTTL(ctx, tasks.DedupKey(tasks.TypeSandboxDestroy, app)).Result()
-	if err != nil || ttl < tasks.DedupTTL {
-		t.Fatalf("dedup key TTL = %v, %v; want at least %v", ttl, err, tasks.DedupTTL)
+	ttl, err := b.rdb.PTTL(ctx, schema.DedupKey(tasks.TypeSandboxDestroy, app)).Result()
+	if err != nil || ttl < schema.DedupTTL {
+		t.Fatalf("dedup key TTL = %v, %v; want at least %v", ttl, err, schema.DedupTTL)
 	}
 }
 
@@ -240,7 +241,7 @@ func TestDedupReplacesGarbageKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := t.Context()
-	key := tasks.DedupKey(tasks.TypeSandboxEnsure, app)
+	key := schema.DedupKey(tasks.TypeSandboxEnsure, app)
 	if err := b.rdb.Set(ctx, key, "not json", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +469,7 @@ func TestCancelWaitingTasks(t *testing.T) {
 		if !errors.Is(err, tasks.ErrCancelled) || !res.Cancelled || res.State != tasks.StateArchived {
 			t.Fatalf("after Cancel: %+v, %v; want archived and cancelled", res, err)
 		}
-		if ok, err := tasks.IsCancelled(ctx, b.rdb, e.ID); !ok || err != nil {
+		if ok, err := schema.IsCancelled(ctx, b.rdb, e.ID); !ok || err != nil {
 			t.Fatalf("IsCancelled = %v, %v", ok, err)
 		}
 		// Cancelling again is a no-op.
@@ -493,10 +494,10 @@ func TestCancelWaitingTasks(t *testing.T) {
 			t.Fatalf("cancelled task now %+v, %v", st, err)
 		}
 	}
-	if ok, _ := tasks.IsCancelled(ctx, b.rdb, done.ID); ok {
+	if ok, _ := schema.IsCancelled(ctx, b.rdb, done.ID); ok {
 		t.Fatal("a completed task got a cancel mark")
 	}
-	marked, err := tasks.CancelledAmong(ctx, b.rdb, []string{scheduled.ID, done.ID, "unknown", pending.ID})
+	marked, err := schema.CancelledAmong(ctx, b.rdb, []string{scheduled.ID, done.ID, "unknown", pending.ID})
 	if err != nil || len(marked) != 2 || marked[0] != scheduled.ID || marked[1] != pending.ID {
 		t.Fatalf("CancelledAmong = %v, %v; want [%s %s]", marked, err, scheduled.ID, pending.ID)
 	}
@@ -517,7 +518,7 @@ func TestCancelActiveTask(t *testing.T) {
 		// As the handlers package does: a cancelled task is not retried.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if ok, err := tasks.IsCancelled(cctx, b.rdb, id); err == nil && ok {
+		if ok, err := schema.IsCancelled(cctx, b.rdb, id); err == nil && ok {
 			return fmt.Errorf("%w: %w", tasks.ErrCancelled, asynq.SkipRetry)
 		}
 		return ctx.Err()

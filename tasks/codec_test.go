@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -59,7 +60,7 @@ func TestRoundTripEveryType(t *testing.T) {
 		t.Fatalf("New modified the caller's files: %q", in[0].Path)
 	}
 
-	hc := &gateway.HealthCheck{Path: "/h", IntervalMS: 10, TimeoutMS: 20, DelayMS: 30}
+	hc := &sandboxq.HealthCheck{Path: "/h", IntervalMS: 10, TimeoutMS: 20, DelayMS: 30}
 	checkRoundTrip(t,
 		tasks.ServerStart{Project: team, Slug: "web", Command: "npm run dev", Install: "npm i", Path: "app/",
 			Env: map[string]string{"PORT_X": "1"}, EnvFile: "./.env", Port: 3000, RestartPolicy: "always",
@@ -253,15 +254,15 @@ func TestProjectOf(t *testing.T) {
 
 func TestProjectTagIsUnambiguous(t *testing.T) {
 	t.Parallel()
-	a := tasks.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a/b", Name: "c"})
-	b := tasks.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a", Name: "b/c"})
+	a := schema.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a/b", Name: "c"})
+	b := schema.DedupKey(tasks.TypeSandboxEnsure, tasks.Project{Namespace: "a", Name: "b/c"})
 	if a == b {
 		t.Fatalf("two projects share the key %s", a)
 	}
-	if got := tasks.ProjectTag(tasks.Project{Name: "app"}); got != "{default/app}" {
+	if got := schema.ProjectTag(tasks.Project{Name: "app"}); got != "{default/app}" {
 		t.Fatalf("ProjectTag = %s", got)
 	}
-	if got := tasks.DedupKey(tasks.TypeSandboxDestroy, app); got != "sandboxq:{default/app}:dedup:sandbox:destroy" {
+	if got := schema.DedupKey(tasks.TypeSandboxDestroy, app); got != "sandboxq:{default/app}:dedup:sandbox:destroy" {
 		t.Fatalf("DedupKey = %s", got)
 	}
 }

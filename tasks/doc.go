@@ -66,11 +66,13 @@
 //
 // # Redis keys
 //
-// Besides asynq's own keys, the Client uses (ProjectTag is "{ns/name}",
-// the namespace with "%" and "/" percent-encoded, a Redis Cluster hash tag):
-//
-//	sandboxq:{ns/name}:dedup:<type>  DedupKey: the live task of a deduplicated type
-//	sandboxq:cancel:<task id>        CancelKey: set by Cancel, read by handlers
+// Besides asynq's own keys, the Client uses the dedup keys
+// (schema.DedupKey), the cancel marks (schema.CancelKey) and reads the
+// event streams (schema.Follow); package schema owns and documents every
+// sandboxq key. This package imports no other sandboxq package than the
+// vocabulary leaf (sandboxq: Project, server statuses, restart policies,
+// health check; Project and ValidationError here are aliases) and schema
+// (Event is an alias of schema.Event).
 //
 // # Deduplication
 //
@@ -87,10 +89,11 @@
 //     another producer is enqueueing: wait briefly and go to 1.
 //  3. Otherwise (absent, or the task completed, was archived, or is gone)
 //     atomically replace exactly the value read with a "creating" claim for
-//     a fresh task id (a Lua compare-and-set, TTL 15 s). If the value
+//     a fresh task id (schema.CompareAndSet, the compare-and-set the HTTP
+//     API's idempotency records use too, TTL 15 s). If the value
 //     changed meanwhile, go to 1.
 //  4. The producer that won the claim enqueues the task under that id and
-//     then swaps the claim for an "enqueued" record (TTL DedupTTL, 7 days,
+//     then swaps the claim for an "enqueued" record (TTL schema.DedupTTL, 7 days,
 //     plus any ProcessIn delay, as a safety net); if the enqueue fails it
 //     deletes its claim.
 //
@@ -107,10 +110,11 @@
 //
 // Cancel stops a task for good. asynq's CancelProcessing alone cancels the
 // handler's context and sends the task to retry, so Cancel first sets the
-// cancel mark (CancelMarkTTL, 7 days), then archives a waiting task, or
+// cancel mark (schema.CancelMarkTTL, 7 days), then archives a waiting task, or
 // signals a running one and archives it once asynq has moved it to retry.
-// Handlers check IsCancelled when a task starts and when their context is
-// cancelled and end the task with asynq.SkipRetry, so a task whose worker
+// Handlers check schema.IsCancelled when a task starts and when their
+// context is cancelled and end the task with asynq.SkipRetry, so a task
+// whose worker
 // missed the signal still stops at its next attempt. An archived task with
 // a cancel mark reports Cancelled in Status, Wait and TaskFailedError
 // (errors.Is(err, ErrCancelled)).

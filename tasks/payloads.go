@@ -5,44 +5,21 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 )
 
 // DefaultNamespace is the namespace of a project whose namespace is empty.
-const DefaultNamespace = "default"
+const DefaultNamespace = sandboxq.DefaultNamespace
 
-// Project identifies a project's sandbox (DESIGN.md §2). Every project task
-// payload embeds it, so "namespace" and "name" sit at the top level of the
-// payload JSON. An empty Namespace means DefaultNamespace; New and Decode
-// fill it in.
-type Project struct {
-	Namespace string `json:"namespace"`
-	Name      string `json:"name"`
-}
+// Project identifies a project's sandbox (sandboxq.Project). Every project
+// task payload embeds it, so "namespace" and "name" sit at the top level of
+// the payload JSON. An empty Namespace means DefaultNamespace; New and
+// Decode fill it in.
+type Project = sandboxq.Project
 
-// Validate checks the namespace (empty allowed) and the name: 1–128
-// characters, no whitespace, control characters, { or }.
-func (p Project) Validate() error {
-	if p.Namespace != "" {
-		if err := checkName("namespace", p.Namespace); err != nil {
-			return err
-		}
-	}
-	return checkName("name", p.Name)
-}
-
-// Normalize returns p with an empty namespace replaced by DefaultNamespace.
-func (p Project) Normalize() Project {
-	if p.Namespace == "" {
-		p.Namespace = DefaultNamespace
-	}
-	return p
-}
-
-// projectOf is promoted to every payload that embeds Project.
-func (p Project) projectOf() Project { return p }
-
-type hasProject interface{ projectOf() Project }
+// hasProject is implemented by every payload that embeds Project (Normalize
+// is promoted from it).
+type hasProject interface{ Normalize() Project }
 
 // ProjectOfPayload returns the project a payload belongs to, normalized, and
 // false for payloads that belong to none (the maintenance types).
@@ -51,7 +28,7 @@ func ProjectOfPayload(p Payload) (Project, bool) {
 	if !ok {
 		return Project{}, false
 	}
-	return hp.projectOf().Normalize(), true
+	return hp.Normalize(), true
 }
 
 // normalizer is implemented by payloads that have something to normalize
@@ -217,16 +194,16 @@ func checkFiles(files []File, perTask bool) error {
 // waits until it is ready.
 type ServerStart struct {
 	Project
-	Slug          string               `json:"slug"`
-	Command       string               `json:"command"`
-	Install       string               `json:"install,omitempty"`
-	Path          string               `json:"path,omitempty"`
-	Env           map[string]string    `json:"env,omitempty"`
-	EnvFile       string               `json:"env_file,omitempty"`
-	Port          int                  `json:"port,omitempty"`
-	RestartPolicy string               `json:"restart_policy,omitempty"`
-	MaxRestarts   int                  `json:"max_restarts,omitempty"`
-	HealthCheck   *gateway.HealthCheck `json:"health_check,omitempty"`
+	Slug          string                `json:"slug"`
+	Command       string                `json:"command"`
+	Install       string                `json:"install,omitempty"`
+	Path          string                `json:"path,omitempty"`
+	Env           map[string]string     `json:"env,omitempty"`
+	EnvFile       string                `json:"env_file,omitempty"`
+	Port          int                   `json:"port,omitempty"`
+	RestartPolicy string                `json:"restart_policy,omitempty"`
+	MaxRestarts   int                   `json:"max_restarts,omitempty"`
+	HealthCheck   *sandboxq.HealthCheck `json:"health_check,omitempty"`
 	// Wait waits for the server to become ready (default true).
 	Wait *bool `json:"wait,omitempty"`
 	// WaitFor is WaitForReady (default) or WaitForRunning.
@@ -270,11 +247,9 @@ func (p ServerStart) Validate() error {
 	if p.Port < 0 || p.Port > 65535 {
 		return invalid("port", "%d is not a TCP port (0-65535)", p.Port)
 	}
-	switch p.RestartPolicy {
-	case "", gateway.RestartNever, gateway.RestartOnFailure, gateway.RestartAlways:
-	default:
+	if !sandboxq.ValidRestartPolicy(p.RestartPolicy) {
 		return invalid("restart_policy", "%s must be %q, %q or %q", quote(p.RestartPolicy),
-			gateway.RestartNever, gateway.RestartOnFailure, gateway.RestartAlways)
+			sandboxq.RestartNever, sandboxq.RestartOnFailure, sandboxq.RestartAlways)
 	}
 	if p.MaxRestarts < 0 {
 		return invalid("max_restarts", "must not be negative")

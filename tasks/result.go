@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/sandboxq/sandboxq/schema"
 )
 
 var (
@@ -130,7 +131,7 @@ func (c *Client) Status(ctx context.Context, queue, id string) (*Result, error) 
 		}
 	}
 	if info.State == asynq.TaskStateArchived {
-		cancelled, err := IsCancelled(ctx, c.rdb, id)
+		cancelled, err := schema.IsCancelled(ctx, c.rdb, id)
 		if err != nil {
 			return nil, fmt.Errorf("task %s: read cancel mark: %w", id, err)
 		}
@@ -200,7 +201,7 @@ func (c *Client) Cancel(ctx context.Context, queue, id string) error {
 	case asynq.TaskStateArchived:
 		return nil
 	}
-	if err := c.rdb.Set(ctx, CancelKey(id), "1", CancelMarkTTL).Err(); err != nil {
+	if err := schema.MarkCancelled(ctx, c.rdb, id); err != nil {
 		return fmt.Errorf("cancel task %s: set mark: %w", id, err)
 	}
 	start := time.Now()

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/sandboxq/sandboxq"
 )
 
 // Task type names. They are stable: a name is never renamed, because tasks
@@ -99,12 +100,7 @@ func defaultOptions(queue string, timeout time.Duration) []asynq.Option {
 
 // ValidationError says which field of a payload is wrong and why. Field is a
 // path such as "name", "files[3].path" or "steps[1].payload.slug".
-type ValidationError struct {
-	Field   string
-	Message string
-}
-
-func (e *ValidationError) Error() string { return "invalid " + e.Field + ": " + e.Message }
+type ValidationError = sandboxq.ValidationError
 
 // prefixed returns err with prefix added to the field path of a
 // *ValidationError; other errors are returned unchanged.

@@ -7,10 +7,11 @@ import (
 	"path"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/sandboxq/sandboxq"
 )
 
 // Input limits (DESIGN.md §11). Payloads that break them are rejected at
@@ -18,7 +19,7 @@ import (
 const (
 	// MaxNameLen is the maximum length of a namespace or name, in
 	// characters.
-	MaxNameLen = 128
+	MaxNameLen = sandboxq.MaxNameLen
 	// MaxPathBytes is the maximum length of a file path.
 	MaxPathBytes = 4096
 	// MaxFileBytes is the maximum content of one file (10 MiB).
@@ -55,42 +56,14 @@ var (
 )
 
 func invalid(field, format string, args ...any) *ValidationError {
-	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...)}
+	return sandboxq.Invalid(field, format, args...)
 }
 
 // quote quotes s for an error message, cut to a readable length.
-func quote(s string) string {
-	const max = 64
-	if utf8.RuneCountInString(s) > max {
-		r := []rune(s)
-		return strconv.Quote(string(r[:max])) + "…"
-	}
-	return strconv.Quote(s)
-}
+func quote(s string) string { return sandboxq.Quote(s) }
 
 // checkName validates a namespace or name (DESIGN.md §2).
-func checkName(field, v string) error {
-	if v == "" {
-		return invalid(field, "must not be empty")
-	}
-	if !utf8.ValidString(v) {
-		return invalid(field, "must be valid UTF-8")
-	}
-	if n := utf8.RuneCountInString(v); n > MaxNameLen {
-		return invalid(field, "must be at most %d characters, has %d", MaxNameLen, n)
-	}
-	for _, r := range v {
-		switch {
-		case unicode.IsSpace(r):
-			return invalid(field, "%s must not contain whitespace", quote(v))
-		case unicode.IsControl(r):
-			return invalid(field, "%s must not contain control characters", quote(v))
-		case r == '{' || r == '}':
-			return invalid(field, "%s must not contain { or }", quote(v))
-		}
-	}
-	return nil
-}
+func checkName(field, v string) error { return sandboxq.CheckName(field, v) }
 
 // checkText rejects invalid UTF-8 and NUL bytes in free text.
 func checkText(field, v string, max int) error {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -77,8 +77,8 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"port", start(func(p *tasks.ServerStart) { p.Port = 70000 }), "port"},
 		{"restart policy", start(func(p *tasks.ServerStart) { p.RestartPolicy = "sometimes" }), "restart_policy"},
 		{"max restarts", start(func(p *tasks.ServerStart) { p.MaxRestarts = -1 }), "max_restarts"},
-		{"health path", start(func(p *tasks.ServerStart) { p.HealthCheck = &gateway.HealthCheck{Path: "health"} }), "health_check.path"},
-		{"health interval", start(func(p *tasks.ServerStart) { p.HealthCheck = &gateway.HealthCheck{IntervalMS: -1} }), "health_check.interval_ms"},
+		{"health path", start(func(p *tasks.ServerStart) { p.HealthCheck = &sandboxq.HealthCheck{Path: "health"} }), "health_check.path"},
+		{"health interval", start(func(p *tasks.ServerStart) { p.HealthCheck = &sandboxq.HealthCheck{IntervalMS: -1} }), "health_check.interval_ms"},
 		{"wait_for", start(func(p *tasks.ServerStart) { p.WaitFor = "done" }), "wait_for"},
 		{"wait timeout", start(func(p *tasks.ServerStart) { p.WaitTimeoutMS = -1 }), "wait_timeout_ms"},
 		{"stop slug", tasks.ServerStop{Project: app}, "slug"},
@@ -166,8 +166,8 @@ func TestValidPayloads(t *testing.T) {
 		tasks.FilesWrite{Project: app, Files: []tasks.File{{Path: "/abs/ok.txt", Content: "héllo\x00"}, {Path: "rel/x", Delete: true}}},
 		tasks.FilesWrite{Project: app, Files: []tasks.File{{Path: "big", Content: strings.Repeat("x", tasks.MaxFileBytes)}}},
 		tasks.ServerStart{Project: app, Slug: "web_1.x-y", Command: "npm run dev", Install: "npm i", Path: "/",
-			EnvFile: ".env.local", Port: 3000, RestartPolicy: gateway.RestartOnFailure, MaxRestarts: 3,
-			HealthCheck: &gateway.HealthCheck{Path: "/health", IntervalMS: 1000}, Wait: ptr(false), WaitFor: tasks.WaitForRunning},
+			EnvFile: ".env.local", Port: 3000, RestartPolicy: sandboxq.RestartOnFailure, MaxRestarts: 3,
+			HealthCheck: &sandboxq.HealthCheck{Path: "/health", IntervalMS: 1000}, Wait: ptr(false), WaitFor: tasks.WaitForRunning},
 		tasks.ServerStop{Project: app, Slug: "web"},
 		tasks.ServerRestart{Project: app, Slug: "web", WaitTimeoutMS: 1000},
 		tasks.CommandRun{Project: app, Command: "echo hi", Cwd: "/", FailOnNonzero: ptr(false)},

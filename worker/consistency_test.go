@@ -7,17 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/events"
-	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/testutil"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
 // eventsAfter reads the project's stream after fromID straight from Redis.
 func (b *testBundle) eventsAfter(t *testing.T, p tasks.Project, fromID string) []tasks.Event {
 	t.Helper()
-	evs, err := tasks.ReadEvents(t.Context(), b.rdb, p, fromID, 10000, 0)
+	evs, err := schema.ReadEvents(t.Context(), b.rdb, p, fromID, 10000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +50,9 @@ func TestDestroyStopsServersInRegistry(t *testing.T) {
 	b.mustSucceed(t, b.ok(b.client.StopServer(ctx, tasks.ServerStop{Project: p, Slug: "idle"})), nil)
 	testutil.Eventually(t, "the registry to show api running and idle stopped", 30*time.Second, func() bool {
 		e := b.registry(t, p)
-		return e.Servers["api"].Status == events.ServerRunning && e.Servers["idle"].Status == events.ServerStopped
+		return e.Servers["api"].Status == sandboxq.ServerRunning && e.Servers["idle"].Status == sandboxq.ServerStopped
 	})
-	from, err := tasks.LastEventID(ctx, b.rdb, p)
+	from, err := schema.LastEventID(ctx, b.rdb, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestDestroyStopsServersInRegistry(t *testing.T) {
 		t.Errorf("registry status %q, want destroyed", e.Status)
 	}
 	for slug, st := range e.Servers {
-		if st.Status != events.ServerStopped || st.URL != "" {
+		if st.Status != sandboxq.ServerStopped || st.URL != "" {
 			t.Errorf("registry server %s = %+v, want stopped without a URL", slug, st)
 		}
 	}
@@ -74,7 +75,7 @@ func TestDestroyStopsServersInRegistry(t *testing.T) {
 	destroyedAt, lastStop := -1, -1
 	for i, ev := range b.eventsAfter(t, p, from) {
 		switch {
-		case ev.Type == tasks.EventServerStatusChanged && ev.Status == events.ServerStopped:
+		case ev.Type == tasks.EventServerStatusChanged && ev.Status == sandboxq.ServerStopped:
 			stopped[ev.ServerName]++
 			lastStop = i
 		case ev.Type == tasks.EventSandboxStatusChanged && ev.Status == tasks.SandboxDestroyed:
@@ -159,7 +160,7 @@ func TestCancelStartStopsServer(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	s, err := b.gw.Daemon(sb).GetServer(cctx, "slow")
-	if err != nil || s.Status != gateway.ServerStopped {
+	if err != nil || s.Status != sandboxq.ServerStopped {
 		t.Fatalf("server after the cancelled start = %+v, %v; want stopped", s, err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway/local"
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/testutil"
@@ -75,7 +75,7 @@ func TestEveryTaskTypeEndToEnd(t *testing.T) {
 
 	var srv handlers.ServerResult
 	b.mustSucceed(t, b.ok(b.client.StartServer(ctx, tasks.ServerStart{Project: p, Slug: "web", Command: "python3 app.py", Path: "/app", EnvFile: ".env"})), &srv)
-	if srv.Status != gateway.ServerReady || srv.URL == "" || srv.Action != "started" {
+	if srv.Status != sandboxq.ServerReady || srv.URL == "" || srv.Action != "started" {
 		t.Fatalf("server:start result = %+v", srv)
 	}
 	if body := get(t, srv.URL); body != "hello world" {
@@ -114,12 +114,12 @@ func TestEveryTaskTypeEndToEnd(t *testing.T) {
 
 	var restarted handlers.ServerResult
 	b.mustSucceed(t, b.ok(b.client.RestartServer(ctx, tasks.ServerRestart{Project: p, Slug: "web"})), &restarted)
-	if restarted.Status != gateway.ServerReady {
+	if restarted.Status != sandboxq.ServerReady {
 		t.Fatalf("restart result = %+v", restarted)
 	}
 	var stopped handlers.ServerResult
 	b.mustSucceed(t, b.ok(b.client.StopServer(ctx, tasks.ServerStop{Project: p, Slug: "web"})), &stopped)
-	if stopped.Status != gateway.ServerStopped {
+	if stopped.Status != sandboxq.ServerStopped {
 		t.Fatalf("stop result = %+v", stopped)
 	}
 
@@ -375,7 +375,7 @@ func TestWorkflowRunsInOrderAndResumes(t *testing.T) {
 		}
 	}
 	var srv handlers.ServerResult
-	if err := jsonUnmarshal(wr.Steps[2].Result, &srv); err != nil || srv.Status != gateway.ServerReady {
+	if err := jsonUnmarshal(wr.Steps[2].Result, &srv); err != nil || srv.Status != sandboxq.ServerReady {
 		t.Fatalf("server step result %s: %v", wr.Steps[2].Result, err)
 	}
 	if body := get(t, srv.URL); !strings.HasPrefix(body, "hello") {

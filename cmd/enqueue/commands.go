@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -278,7 +278,7 @@ Examples:
 					WaitTimeoutMS: *w.waitTimeoutMS, Ensure: optFalse(*noEnsure),
 				}
 				if *healthPath != "" {
-					p.HealthCheck = &gateway.HealthCheck{Path: *healthPath}
+					p.HealthCheck = &sandboxq.HealthCheck{Path: *healthPath}
 				}
 				return &request{payload: p}, nil
 			}

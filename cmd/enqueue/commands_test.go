@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/internal/redistest"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -50,7 +50,7 @@ func TestCommandsEnqueue(t *testing.T) {
 			queue: tasks.QueueDefault,
 			want: tasks.ServerStart{Project: proj, Slug: "web", Command: "npm run dev", Install: "npm ci", Path: "/app", Port: 3000,
 				Env: map[string]string{"A": "1", "B": "x=y"}, EnvFile: ".env", RestartPolicy: "on-failure", MaxRestarts: 3,
-				HealthCheck: &gateway.HealthCheck{Path: "/healthz"}, WaitFor: "running", WaitTimeoutMS: 90000, Ensure: ptrFalse()},
+				HealthCheck: &sandboxq.HealthCheck{Path: "/healthz"}, WaitFor: "running", WaitTimeoutMS: 90000, Ensure: ptrFalse()},
 		},
 		{
 			name:  "start-server no server wait",

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandboxq/sandboxq/internal/redistest"
 	"github.com/sandboxq/sandboxq/internal/testutil"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -22,7 +23,7 @@ func appendEvent(t *testing.T, rdb redis.UniversalClient, e tasks.Event) string 
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: tasks.EventsKey(e.Project()), Values: map[string]any{tasks.EventField: string(b)}}).Result()
+	id, err := rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: schema.EventsKey(e.Project()), Values: map[string]any{schema.EventField: string(b)}}).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

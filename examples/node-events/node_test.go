@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -54,11 +56,11 @@ func project(t *testing.T, s *events.Store, name string) (tasks.Project, []tasks
 	if err := s.Upsert(t.Context(), p, "sbx_node", "local"); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := s.ServerStatus(t.Context(), p, "sbx_node", "web", events.ServerState{Status: events.ServerReady, URL: "http://127.0.0.1:3000", Port: 3000})
+	ev, err := s.ServerStatus(t.Context(), p, "sbx_node", "web", events.ServerState{Status: sandboxq.ServerReady, URL: "http://127.0.0.1:3000", Port: 3000})
 	if err != nil || ev == nil {
 		t.Fatalf("append: %v %v", ev, err)
 	}
-	all, err := tasks.ReadEvents(t.Context(), s.Redis(), p, "0", 100, 0)
+	all, err := schema.ReadEvents(t.Context(), s.Redis(), p, "0", 100, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func TestNodeSubscribes(t *testing.T) {
 	if err := s.Upsert(t.Context(), p, "sbx_node", "local"); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := s.ServerStatus(t.Context(), p, "", "web", events.ServerState{Status: events.ServerStarting})
+	ev, err := s.ServerStatus(t.Context(), p, "", "web", events.ServerState{Status: sandboxq.ServerStarting})
 	if err != nil || ev == nil {
 		t.Fatalf("append: %v %v", ev, err)
 	}
@@ -142,7 +144,7 @@ func TestNodeSubscribes(t *testing.T) {
 		t.Fatalf("node: %v\n%s", err, stderr.String())
 	}
 	got := decodeLines(t, stdout.Bytes())
-	if len(got) != 2 || got[0].Status != tasks.SandboxCreated || got[1].ID != ev.ID || got[1].Status != events.ServerStarting {
+	if len(got) != 2 || got[0].Status != tasks.SandboxCreated || got[1].ID != ev.ID || got[1].Status != sandboxq.ServerStarting {
 		t.Fatalf("node printed %+v, want created then %+v", got, ev)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 )
 
@@ -141,7 +142,7 @@ func (s *sandbox) handleReady(w http.ResponseWriter) {
 	var healthy *bool
 	servers := make([]readyServer, 0, len(infos))
 	for _, in := range infos {
-		if in.Status != gateway.ServerStopped && in.Status != gateway.ServerReady {
+		if in.Status != sandboxq.ServerStopped && in.Status != sandboxq.ServerReady {
 			ready = false
 		}
 		rs := readyServer{Slug: in.Slug, Port: in.Port, URL: in.URL, Status: in.Status, Healthy: in.Healthy}

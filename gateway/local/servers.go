@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/gateway/local/internal/proc"
 )
@@ -179,14 +180,7 @@ func writeServers(w http.ResponseWriter, status int, msg string, data any) {
 	writeJSON(w, status, map[string]any{"status": "success", "message": msg, "data": data})
 }
 
-func validServerStatus(st string) bool {
-	switch st {
-	case gateway.ServerInstalling, gateway.ServerStarting, gateway.ServerRunning, gateway.ServerReady,
-		gateway.ServerFailed, gateway.ServerStopped, gateway.ServerRestarting:
-		return true
-	}
-	return false
-}
+func validServerStatus(st string) bool { return sandboxq.ServerStatus(st).Known() }
 
 func (s *sandbox) server(slug string) *managedServer {
 	s.mu.Lock()
@@ -220,8 +214,8 @@ func normalizeServer(b serverStartBody) (gateway.ServerStartOptions, error) {
 	}
 	switch o.RestartPolicy {
 	case "":
-		o.RestartPolicy = gateway.RestartNever
-	case gateway.RestartNever, gateway.RestartOnFailure, gateway.RestartAlways:
+		o.RestartPolicy = sandboxq.RestartNever
+	case sandboxq.RestartNever, sandboxq.RestartOnFailure, sandboxq.RestartAlways:
 	default:
 		return o, badRequest("restart_policy %q is invalid (want never, on-failure or always)", o.RestartPolicy)
 	}

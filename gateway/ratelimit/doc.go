@@ -9,7 +9,8 @@
 //
 // Decisions:
 //   - One budget for the whole deployment: the gateway limits an API key,
-//     not a process, so every worker spends from one Redis key (keys.go).
+//     not a process, so every worker spends from one Redis key (schema.RateBucketKey; the keys
+//     and the pause script live in package schema).
 //   - "N/s" alone means a burst of 1: calls are spread evenly, one every
 //     1/N s. ",burst=B" lets B calls go back to back after a quiet time; in
 //     any second at most N+B calls go out.

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/schema"
 )
 
 // DefaultMaxWait is how long a call waits for room before it is refused.
@@ -130,7 +131,7 @@ const tracerName = "github.com/sandboxq/sandboxq/gateway/ratelimit"
 // nextWait reports how long to wait before asking again: the pause left,
 // else 0 with a token taken, else the time until the next token.
 func (g *Gate) nextWait(ctx context.Context) (time.Duration, error) {
-	ttl, err := g.rdb.PTTL(ctx, PauseKey).Result()
+	ttl, err := g.rdb.PTTL(ctx, schema.RatePauseKey).Result()
 	if err != nil {
 		return 0, fmt.Errorf("read pause: %w", err)
 	}
@@ -140,7 +141,7 @@ func (g *Gate) nextWait(ctx context.Context) (time.Duration, error) {
 	if g.limit.IsZero() {
 		return 0, nil
 	}
-	res, err := g.limiter.Allow(ctx, BucketKey, g.limit)
+	res, err := g.limiter.Allow(ctx, schema.RateBucketKey, g.limit)
 	if err != nil {
 		return 0, fmt.Errorf("take token: %w", err)
 	}
@@ -149,17 +150,6 @@ func (g *Gate) nextWait(ctx context.Context) (time.Duration, error) {
 	}
 	return max(res.RetryAfter, time.Millisecond), nil
 }
-
-// pauseScript sets KEYS[1] with a lifetime of ARGV[1] ms unless it
-// already lives at least that long.
-var pauseScript = redis.NewScript(`
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], '429', 'PX', ARGV[1])
-  return 1
-end
-return 0
-`)
 
 // Pause holds the gateway calls of every worker for d. A longer pause
 // already in force is kept.
@@ -170,14 +160,14 @@ func (g *Gate) Pause(ctx context.Context, d time.Duration) {
 	// Recorded even if the caller's context has just ended.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if n, err := pauseScript.Run(pctx, g.rdb, []string{PauseKey}, d.Milliseconds()).Int(); err == nil && n == 1 {
+	if n, err := schema.RatePause.Run(pctx, g.rdb, []string{schema.RatePauseKey}, d.Milliseconds()).Int(); err == nil && n == 1 {
 		g.pauses.Inc()
 	}
 }
 
 // PausedFor reports the pause left, 0 when none.
 func (g *Gate) PausedFor(ctx context.Context) (time.Duration, error) {
-	ttl, err := g.rdb.PTTL(ctx, PauseKey).Result()
+	ttl, err := g.rdb.PTTL(ctx, schema.RatePauseKey).Result()
 	if err != nil {
 		return 0, err
 	}

@@ -12,27 +12,23 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 )
 
-// Status is the lifecycle status of a managed server. Its values are those of
-// the gateway.Server* constants.
-type Status string
+// Status is the lifecycle status of a managed server: the leaf's
+// sandboxq.ServerStatus, whose predicates (Terminal, Live) it shares.
+type Status = sandboxq.ServerStatus
 
 // Statuses, in the order a healthy server goes through them.
 const (
-	StatusInstalling Status = gateway.ServerInstalling
-	StatusStarting   Status = gateway.ServerStarting
-	StatusRunning    Status = gateway.ServerRunning
-	StatusReady      Status = gateway.ServerReady
-	StatusFailed     Status = gateway.ServerFailed
-	StatusStopped    Status = gateway.ServerStopped
-	StatusRestarting Status = gateway.ServerRestarting
+	StatusInstalling Status = sandboxq.ServerInstalling
+	StatusStarting   Status = sandboxq.ServerStarting
+	StatusRunning    Status = sandboxq.ServerRunning
+	StatusReady      Status = sandboxq.ServerReady
+	StatusFailed     Status = sandboxq.ServerFailed
+	StatusStopped    Status = sandboxq.ServerStopped
+	StatusRestarting Status = sandboxq.ServerRestarting
 )
-
-// Terminal reports whether no process runs and none will be started without
-// a call to Restart.
-func (s Status) Terminal() bool { return s == StatusFailed || s == StatusStopped }
 
 // Defaults applied by Start to zero fields of Config and HealthCheck
 // (protocol §2.9).
@@ -434,11 +430,11 @@ func (c Config) normalize() (Config, error) {
 	}
 	switch c.RestartPolicy {
 	case "":
-		c.RestartPolicy = gateway.RestartNever
-	case gateway.RestartNever, gateway.RestartOnFailure, gateway.RestartAlways:
+		c.RestartPolicy = sandboxq.RestartNever
+	case sandboxq.RestartNever, sandboxq.RestartOnFailure, sandboxq.RestartAlways:
 	default:
 		return bad("RestartPolicy", "%q (want %s, %s or %s)", c.RestartPolicy,
-			gateway.RestartNever, gateway.RestartOnFailure, gateway.RestartAlways)
+			sandboxq.RestartNever, sandboxq.RestartOnFailure, sandboxq.RestartAlways)
 	}
 	if c.MaxRestarts < 0 {
 		return bad("MaxRestarts", "%d is negative", c.MaxRestarts)

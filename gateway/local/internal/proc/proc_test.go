@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 )
 
 func TestReadyWithRealServer(t *testing.T) {
@@ -113,7 +113,7 @@ func TestHealthCheckDefaults(t *testing.T) {
 		t.Fatalf("defaults = %+v, want %+v", *hc, want)
 	}
 	c := s.Config()
-	if c.RestartPolicy != gateway.RestartNever || c.RestartDelay != time.Second || c.StopTimeout != 10*time.Second ||
+	if c.RestartPolicy != sandboxq.RestartNever || c.RestartDelay != time.Second || c.StopTimeout != 10*time.Second ||
 		c.LogLimit != 256<<10 || c.ReadyPoll != 100*time.Millisecond {
 		t.Fatalf("config defaults = %+v", c)
 	}
@@ -147,7 +147,7 @@ func TestCrashFails(t *testing.T) {
 
 func TestNeverCleanExitStops(t *testing.T) {
 	t.Parallel()
-	s, rec := start(t, Config{Start: "exit 0", RestartPolicy: gateway.RestartNever})
+	s, rec := start(t, Config{Start: "exit 0", RestartPolicy: sandboxq.RestartNever})
 	st := waitDone(t, s)
 	if st.Status != StatusStopped || st.ExitCode == nil || *st.ExitCode != 0 || st.RestartCount != 0 || st.Error != "" {
 		t.Fatalf("state = %+v", st)
@@ -160,7 +160,7 @@ func TestOnFailureRestartsUpToMax(t *testing.T) {
 	dir := t.TempDir()
 	s, rec := start(t, Config{
 		Dir: dir, Start: "echo run >> runs; exit 3",
-		RestartPolicy: gateway.RestartOnFailure, MaxRestarts: 2, RestartDelay: 10 * time.Millisecond,
+		RestartPolicy: sandboxq.RestartOnFailure, MaxRestarts: 2, RestartDelay: 10 * time.Millisecond,
 	})
 	st := waitDone(t, s)
 	if st.Status != StatusFailed || st.RestartCount != 2 || st.ExitCode == nil || *st.ExitCode != 3 ||
@@ -178,7 +178,7 @@ func TestOnFailureRestartsUpToMax(t *testing.T) {
 
 func TestOnFailureCleanExitStops(t *testing.T) {
 	t.Parallel()
-	s, _ := start(t, Config{Start: "exit 0", RestartPolicy: gateway.RestartOnFailure, RestartDelay: 10 * time.Millisecond})
+	s, _ := start(t, Config{Start: "exit 0", RestartPolicy: sandboxq.RestartOnFailure, RestartDelay: 10 * time.Millisecond})
 	if st := waitDone(t, s); st.Status != StatusStopped || st.RestartCount != 0 {
 		t.Fatalf("state = %+v", st)
 	}
@@ -191,7 +191,7 @@ func TestAlwaysRestartsAfterCleanExit(t *testing.T) {
 		dir := t.TempDir()
 		s, rec := start(t, Config{
 			Dir: dir, Start: "echo run >> runs; exit 0",
-			RestartPolicy: gateway.RestartAlways, MaxRestarts: 2, RestartDelay: 10 * time.Millisecond,
+			RestartPolicy: sandboxq.RestartAlways, MaxRestarts: 2, RestartDelay: 10 * time.Millisecond,
 		})
 		rec.waitFor(t, 0, "restarting after exit 0", func(st State) bool {
 			return st.Status == StatusRestarting && st.ExitCode != nil && *st.ExitCode == 0
@@ -206,7 +206,7 @@ func TestAlwaysRestartsAfterCleanExit(t *testing.T) {
 	})
 	t.Run("unlimited", func(t *testing.T) {
 		t.Parallel()
-		s, _ := start(t, Config{Start: "exit 0", RestartPolicy: gateway.RestartAlways, RestartDelay: 10 * time.Millisecond})
+		s, _ := start(t, Config{Start: "exit 0", RestartPolicy: sandboxq.RestartAlways, RestartDelay: 10 * time.Millisecond})
 		eventually(t, "3 restarts", func() bool { return s.State().RestartCount >= 3 })
 		if err := s.Stop(t.Context()); err != nil {
 			t.Fatal(err)
@@ -219,7 +219,7 @@ func TestAlwaysRestartsAfterCleanExit(t *testing.T) {
 
 func TestStopDuringRestartDelay(t *testing.T) {
 	t.Parallel()
-	s, rec := start(t, Config{Start: "exit 1", RestartPolicy: gateway.RestartOnFailure, RestartDelay: time.Hour})
+	s, rec := start(t, Config{Start: "exit 1", RestartPolicy: sandboxq.RestartOnFailure, RestartDelay: time.Hour})
 	rec.waitStatus(t, 0, StatusRestarting)
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
@@ -668,7 +668,7 @@ func TestNoGoroutinesLeft(t *testing.T) {
 		Dir: dir, Start: helperStart(t), Env: helperEnvs("serve"),
 		HealthCheck: &HealthCheck{Path: "/health", Interval: 10 * time.Millisecond, Delay: time.Millisecond},
 	})
-	crash, _ := start(t, Config{Start: "exit 2", RestartPolicy: gateway.RestartOnFailure, MaxRestarts: 1, RestartDelay: time.Millisecond})
+	crash, _ := start(t, Config{Start: "exit 2", RestartPolicy: sandboxq.RestartOnFailure, MaxRestarts: 1, RestartDelay: time.Millisecond})
 	rec.waitStatus(t, 0, StatusReady)
 	var wg sync.WaitGroup
 	for range 2 {

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq"
 )
 
 const (
@@ -101,8 +101,8 @@ func (s *Server) decide(code, restarts int) (restart bool, final Status, msg str
 	}
 	limited := s.cfg.MaxRestarts > 0 && restarts >= s.cfg.MaxRestarts
 	switch {
-	case s.cfg.RestartPolicy == gateway.RestartAlways,
-		s.cfg.RestartPolicy == gateway.RestartOnFailure && code != 0:
+	case s.cfg.RestartPolicy == sandboxq.RestartAlways,
+		s.cfg.RestartPolicy == sandboxq.RestartOnFailure && code != 0:
 		if !limited {
 			return true, "", msg
 		}

@@ -1,4 +1,4 @@
-package lease
+package schema
 
 import (
 	"context"
@@ -24,19 +24,19 @@ func TestExclusiveAndCompareAndDelete(t *testing.T) {
 	if err := TryAcquire(ctx, rdb, "k", "a", time.Minute); err != nil {
 		t.Fatalf("re-acquire by the owner: %v", err)
 	}
-	if ok, err := Release(ctx, rdb, "k", "b"); err != nil || ok {
+	if ok, err := ReleaseLease(ctx, rdb, "k", "", "b"); err != nil || ok {
 		t.Fatalf("release by a non-owner = %v, %v; want no-op", ok, err)
 	}
-	if o, _ := Owner(ctx, rdb, "k"); o != "a" {
+	if o, _ := LeaseOwner(ctx, rdb, "k"); o != "a" {
 		t.Fatalf("owner = %q, want a", o)
 	}
-	if ok, err := Renew(ctx, rdb, "k", "b", time.Minute); err != nil || ok {
+	if ok, err := RenewLease(ctx, rdb, "k", "b", time.Minute); err != nil || ok {
 		t.Fatalf("renew by a non-owner = %v, %v", ok, err)
 	}
-	if ok, err := Release(ctx, rdb, "k", "a"); err != nil || !ok {
+	if ok, err := ReleaseLease(ctx, rdb, "k", "", "a"); err != nil || !ok {
 		t.Fatalf("release by the owner = %v, %v", ok, err)
 	}
-	if o, _ := Owner(ctx, rdb, "k"); o != "" {
+	if o, _ := LeaseOwner(ctx, rdb, "k"); o != "" {
 		t.Fatalf("owner after release = %q", o)
 	}
 	if err := TryAcquire(ctx, rdb, "k", "", time.Minute); err == nil {
@@ -62,7 +62,7 @@ func TestHeldOutlivesItsTTL(t *testing.T) {
 		t.Fatalf("lease lost: %v", context.Cause(h.Context()))
 	case <-timer.C:
 	}
-	if o, _ := Owner(t.Context(), rdb, "held"); o != "a" {
+	if o, _ := LeaseOwner(t.Context(), rdb, "held"); o != "a" {
 		t.Fatalf("owner = %q after 5 TTLs, want a", o)
 	}
 	if err := h.Release(t.Context()); err != nil {
@@ -74,7 +74,7 @@ func TestHeldOutlivesItsTTL(t *testing.T) {
 	if h.Lost() {
 		t.Fatal("released lease reported lost")
 	}
-	if o, _ := Owner(t.Context(), rdb, "held"); o != "" {
+	if o, _ := LeaseOwner(t.Context(), rdb, "held"); o != "" {
 		t.Fatalf("owner after release = %q", o)
 	}
 }
@@ -102,7 +102,7 @@ func TestHeldReportsLoss(t *testing.T) {
 	if err := h.Release(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if o, _ := Owner(t.Context(), rdb, "stolen"); o != "b" {
+	if o, _ := LeaseOwner(t.Context(), rdb, "stolen"); o != "b" {
 		t.Fatalf("releasing a lost lease deleted the new owner's key (owner %q)", o)
 	}
 }
