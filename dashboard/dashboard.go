@@ -58,8 +58,8 @@ type Config struct {
 	Store *events.Store
 	// Metrics is served on /metrics; New registers the asynq queue
 	// collector on it (and the Go and process collectors if it has none).
-	// Default: a new registry. Pass the registry handlers.NewMetrics was
-	// given to serve the worker's series too.
+	// Default: a new registry. Pass the registry the worker's series are
+	// registered on (worker.Config.Metrics) to serve them too.
 	Metrics Registry
 	// Ready is called by /readyz after a Redis PING (e.g. "is the asynq
 	// server running?"); nil means Redis alone decides.

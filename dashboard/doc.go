@@ -63,10 +63,11 @@
 //
 // # Metrics
 //
-// The worker's series (task duration and outcome, project-busy
-// reschedules, gateway requests, watchers, events, lease losses) are
-// handlers.Metrics; register them on the same registry that is passed as
-// Config.Metrics. QueueCollector reads queue state through asynq.Inspector
+// The worker's series are owned where they are measured: task duration,
+// outcome and project-busy reschedules by handlers.Metrics, gateway
+// requests by gateway.Metrics, watchers, events and lease losses by
+// events.Metrics. worker.New registers each once on the registry it passes
+// as Config.Metrics. QueueCollector reads queue state through asynq.Inspector
 // at scrape time under the names of asynq's x/metrics exporter, so
 // Asynqmon's charts (Config.PrometheusAddr) work with them.
 package dashboard

@@ -12,7 +12,7 @@ import (
 // alone and can be tested with a fake of it.
 
 // LastEventID is the id of p's newest event ("0" if none): take it before
-// acting, and wait from it (tasks.LastEventID).
+// acting, and wait from it (schema.LastEventID).
 func (s *Store) LastEventID(ctx context.Context, p tasks.Project) (string, error) {
 	return schema.LastEventID(ctx, s.rdb, p)
 }

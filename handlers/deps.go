@@ -124,6 +124,9 @@ type redisLocker struct {
 	log  *slog.Logger
 }
 
+// leaseKey is the Redis key of a project's mutation lease (schema.LeaseKey).
+func leaseKey(p tasks.Project) string { return schema.LeaseKey(p) }
+
 func (l *redisLocker) Lock(ctx context.Context, p tasks.Project, owner string) (context.Context, func(), error) {
 	if owner == "" {
 		owner = fmt.Sprintf("anon-%x", rand.Uint64())

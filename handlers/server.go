@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sandboxq/sandboxq"
-	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -167,7 +166,7 @@ func (h *Handlers) actThenWait(ctx context.Context, owner string, p tasks.Projec
 		return res, nil
 	}
 	progress(res)
-	return h.waitServer(ctx, p, daemon, res, fromID, w.waitFor, w.timeout, progress)
+	return h.waitServer(ctx, &serverWaiter{p: p, d: daemon, res: res, fromID: fromID, waitFor: w.waitFor, timeout: w.timeout, progress: progress})
 }
 
 // streamPosition is the id of the project's newest event, taken before a
@@ -246,131 +245,6 @@ func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.Serv
 		}
 		return serverResult(s, "restarted"), nil
 	})
-}
-
-// waitServer waits until the server reaches the status the task waits for
-// (ready, or running with wait_for "running"), fails, stops, or the wait
-// times out; each change is reported through progress. A failed or stopped
-// server, or a timeout, ends the task as a permanent failure whose result
-// says what the server did.
-//
-// With an event store it follows the project's event stream from fromID
-// (the position before the task acted) and asks the watcher to poll fast;
-// a direct read every FallbackRead covers a project no watcher runs for.
-// Without one it polls the daemon every PollInterval.
-func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d Servers, res *ServerResult, fromID, waitFor string, timeout time.Duration, progress func(*ServerResult)) (*ServerResult, error) {
-	if timeout <= 0 {
-		timeout = h.cfg.DefaultWaitTimeout
-	}
-	start := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	action := res.Action
-	// observe takes a new state and reports whether the wait is over.
-	observe := func(next *ServerResult) bool {
-		next.Action = action
-		next.WaitedMS = time.Since(start).Milliseconds()
-		if next.Status != res.Status || next.URL != res.URL || next.Port != res.Port {
-			progress(next)
-		}
-		res = next
-		return serverDone(res, waitFor)
-	}
-	finish := func(err error) (*ServerResult, error) {
-		res.WaitedMS = time.Since(start).Milliseconds()
-		if err != nil {
-			return res, err
-		}
-		switch res.Status {
-		case sandboxq.ServerFailed:
-			return res, Permanentf("server %q failed%s", res.Slug, exitDetail(res))
-		case sandboxq.ServerStopped:
-			return res, Permanentf("server %q stopped before it was %s%s", res.Slug, waitTarget(waitFor), exitDetail(res))
-		}
-		return res, nil
-	}
-	if serverDone(res, waitFor) {
-		return finish(nil)
-	}
-	viaEvents := h.waitThroughEvents()
-	if viaEvents {
-		if err := h.cfg.Store.Expedite(wctx, p); err != nil {
-			h.log.WarnContext(ctx, "ask the watcher to poll fast", "namespace", p.Namespace, "name", p.Name, "err", err)
-		}
-	}
-	interval := h.cfg.PollInterval
-	if viaEvents {
-		interval = h.cfg.FallbackRead
-	}
-	// The stream after fromID can begin with the end of the server this
-	// task replaced (stopped, failed). Until the stream has shown the new
-	// run under way, an ending is checked against the daemon before it is
-	// believed.
-	seenRun := false
-	fromStream := func(st events.ServerState) bool {
-		next := &ServerResult{Slug: res.Slug, Status: st.Status, URL: st.URL, Port: st.Port, ExitCode: st.ExitCode, Error: st.Error}
-		if up(st.Status) {
-			seenRun = true
-		} else if !seenRun {
-			s, err := d.GetServer(wctx, res.Slug)
-			if err != nil || up(s.Status) {
-				return false
-			}
-			next = serverResult(s, action)
-		}
-		return observe(next)
-	}
-	for {
-		if viaEvents {
-			// Follow the stream until the next direct read is due.
-			sctx, scancel := context.WithTimeout(wctx, interval)
-			_, last, err := h.cfg.Store.WaitServer(sctx, p, res.Slug, fromID, fromStream)
-			scancel()
-			if last != "" {
-				fromID = last
-			}
-			switch {
-			case err == nil:
-				return finish(nil)
-			case errors.Is(err, events.ErrSandboxDestroyed):
-				return finish(Permanentf("the sandbox was destroyed while waiting for server %q", res.Slug))
-			case ctx.Err() != nil:
-				return finish(ctxErr(ctx))
-			case wctx.Err() != nil:
-				return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
-			case !errors.Is(err, context.DeadlineExceeded):
-				h.log.WarnContext(ctx, "read events while waiting for a server", "slug", res.Slug, "err", err)
-				if !pause(wctx, h.cfg.PollInterval) {
-					continue // the deadline checks above end the wait
-				}
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-				return finish(ctxErr(ctx))
-			case <-wctx.Done():
-				return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
-			case <-time.After(interval):
-			}
-		}
-		s, err := d.GetServer(wctx, res.Slug)
-		switch {
-		case err == nil:
-			if observe(serverResult(s, action)) {
-				return finish(nil)
-			}
-		case ctx.Err() != nil:
-			return finish(ctxErr(ctx))
-		case wctx.Err() != nil:
-			return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
-		case gateway.IsRetryable(err):
-			// A blip while waiting is not a reason to give up, but it is a
-			// reason to slow down before asking again.
-			pause(wctx, h.cfg.PollInterval)
-		default:
-			return finish(classify(err))
-		}
-	}
 }
 
 // pause waits d or until ctx is done, and reports whether it waited d.

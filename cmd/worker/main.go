@@ -91,7 +91,6 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		closers = append(closers, closeLocal)
 	}
 	metricsReg := prometheus.NewRegistry()
-	gwMetrics := handlers.NewMetrics(metricsReg)
 	tp, err := setupTracing(ctx, env, logger)
 	if err != nil {
 		return err
@@ -103,7 +102,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	if err != nil {
 		return err
 	}
-	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle(cfg.GatewayPath)), gateway.WithLogger(logger), gateway.WithObserver(gwMetrics.GatewayObserver()), gate}
+	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle(cfg.GatewayPath)), gateway.WithLogger(logger), gate}
 	if tp != nil {
 		opts = append(opts, gateway.WithTracing(tp))
 	}
