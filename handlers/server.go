@@ -9,6 +9,7 @@ import (
 
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -247,16 +248,10 @@ func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.Serv
 	})
 }
 
-// pause waits d or until ctx is done, and reports whether it waited d.
+// pause waits d or until ctx is done, and reports whether it waited d
+// (backoff.Sleep).
 func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.Sleep(ctx, d) == nil
 }
 
 // waitThroughEvents reports whether server waits follow the event stream.
