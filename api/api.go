@@ -2,15 +2,12 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +18,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/internal/access"
+	"github.com/sandboxq/sandboxq/internal/config"
 	"github.com/sandboxq/sandboxq/internal/secret"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -29,7 +28,7 @@ import (
 // handler there: mux.Handle(api.Prefix+"/", a).
 const Prefix = "/api/v1"
 
-// Defaults of Options.
+// Defaults of Config.
 const (
 	DefaultMaxBody            = 16 << 20
 	DefaultHeartbeat          = 15 * time.Second
@@ -40,9 +39,9 @@ const (
 	DefaultMaxStream          = time.Hour
 )
 
-// Options configures an API. Client and Redis are required; every other
+// Config configures an API. Client and Redis are required; every other
 // field has the default its comment states.
-type Options struct {
+type Config struct {
 	// Client enqueues, inspects and cancels tasks. Every rule of the Go
 	// producer API (validation, defaults, deduplication, splitting of large
 	// file sets) holds because every request goes through it.
@@ -97,55 +96,58 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 }
 
-func (o *Options) withDefaults() error {
-	if o.Client == nil {
-		return errors.New("api: Options.Client is required")
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result.
+func (c *Config) withDefaults() error {
+	if c.Client == nil {
+		return errors.New("api: Config.Client is required")
 	}
-	if o.Redis == nil {
-		return errors.New("api: Options.Redis is required")
+	if c.Redis == nil {
+		return errors.New("api: Config.Redis is required")
 	}
-	for i, t := range o.Tokens {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = slices.Collect(maps.Keys(tasks.DefaultQueues))
+	}
+	c.Queues = slices.Clone(c.Queues)
+	slices.Sort(c.Queues)
+	config.FillDefaults(c.durations())
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	return c.validate()
+}
+
+func (c *Config) durations() []config.Duration {
+	return []config.Duration{
+		config.Field("Heartbeat", &c.Heartbeat, DefaultHeartbeat),
+		config.Field("IdempotencyTTL", &c.IdempotencyTTL, DefaultIdempotencyTTL),
+		config.Field("MaxWait", &c.MaxWait, DefaultMaxWait),
+		config.Field("PollInterval", &c.PollInterval, DefaultPollInterval),
+		config.Field("EventsPollInterval", &c.EventsPollInterval, DefaultEventsPollInterval),
+		config.Field("MaxStream", &c.MaxStream, DefaultMaxStream),
+	}
+}
+
+// validate reports the first field that is out of range, naming it.
+func (c *Config) validate() error {
+	for i, t := range c.Tokens {
 		if t.IsZero() {
-			return fmt.Errorf("api: Options.Tokens[%d] is empty", i)
+			return fmt.Errorf("api: Config.Tokens[%d] is empty", i)
 		}
 	}
-	if o.ListenAddr != "" {
-		if err := CheckListen(o.ListenAddr, o.Tokens); err != nil {
+	if c.ListenAddr != "" {
+		if err := CheckListen(c.ListenAddr, c.Tokens); err != nil {
 			return err
 		}
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	if d, bad := config.Negative(c.durations()); bad {
+		return fmt.Errorf("api: Config.%s %v is negative", d.Name, *d.Value)
 	}
-	if len(o.Queues) == 0 {
-		o.Queues = slices.Collect(maps.Keys(tasks.DefaultQueues))
-	}
-	o.Queues = slices.Clone(o.Queues)
-	slices.Sort(o.Queues)
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"Heartbeat", &o.Heartbeat, DefaultHeartbeat},
-		{"IdempotencyTTL", &o.IdempotencyTTL, DefaultIdempotencyTTL},
-		{"MaxWait", &o.MaxWait, DefaultMaxWait},
-		{"PollInterval", &o.PollInterval, DefaultPollInterval},
-		{"EventsPollInterval", &o.EventsPollInterval, DefaultEventsPollInterval},
-		{"MaxStream", &o.MaxStream, DefaultMaxStream},
-	} {
-		if *d.v < 0 {
-			return fmt.Errorf("api: Options.%s %v is negative", d.name, *d.v)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
-	if o.MaxBody < 0 {
-		return fmt.Errorf("api: Options.MaxBody %d is negative", o.MaxBody)
-	}
-	if o.MaxBody == 0 {
-		o.MaxBody = DefaultMaxBody
+	if c.MaxBody < 0 {
+		return fmt.Errorf("api: Config.MaxBody %d is negative", c.MaxBody)
 	}
 	return nil
 }
@@ -159,14 +161,11 @@ func CheckListen(addr string, tokens []secret.Secret) error {
 			return nil
 		}
 	}
-	host, _, err := net.SplitHostPort(addr)
+	loopback, err := access.LoopbackAddr(addr)
 	if err != nil {
-		return fmt.Errorf("api: listen address %q: %w", addr, err)
+		return fmt.Errorf("api: listen %w", err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(strings.Trim(host, "[]")); ip != nil && ip.IsLoopback() {
+	if loopback {
 		return nil
 	}
 	return fmt.Errorf("api: refusing to serve on %q without a token: it is not a loopback address; configure at least one API token or listen on 127.0.0.1", addr)
@@ -175,10 +174,10 @@ func CheckListen(addr string, tokens []secret.Secret) error {
 // API is the HTTP producer API. It is an http.Handler for the paths under
 // Prefix; it is safe for concurrent use.
 type API struct {
-	opts   Options
+	opts   Config
 	log    *slog.Logger
 	mux    *http.ServeMux
-	tokens [][sha256.Size]byte
+	tokens []access.Digest
 	hub    *hub
 
 	handler http.Handler // serve, traced if configured
@@ -214,7 +213,7 @@ func (a *API) routes() []route {
 
 // New returns the API. Nothing runs until requests arrive; Close ends
 // open event streams and long polls.
-func New(opts Options) (*API, error) {
+func New(opts Config) (*API, error) {
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
 	}
@@ -222,7 +221,7 @@ func New(opts Options) (*API, error) {
 	a.closing, a.close = context.WithCancel(context.Background())
 	a.hub = newHub(opts.Redis, a.log)
 	for _, t := range opts.Tokens {
-		a.tokens = append(a.tokens, sha256.Sum256([]byte(t.Reveal())))
+		a.tokens = append(a.tokens, access.DigestOf(t.Reveal()))
 	}
 	for _, rt := range a.routes() {
 		a.mux.HandleFunc(rt.method+" "+Prefix+rt.path, rt.handle)
@@ -266,22 +265,14 @@ func (a *API) authenticate(r *http.Request) (scope, msg string) {
 		return "", ""
 	}
 	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
 	if h == "" {
 		return "", "missing bearer token: send the header Authorization: Bearer <token>"
 	}
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+	tok, ok := access.BearerToken(h)
+	if !ok {
 		return "", "the Authorization header must be Bearer <token>"
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	match := -1
-	for i := range a.tokens {
-		// Compare with every token, so the time taken says nothing about
-		// which one (if any) matched.
-		if subtle.ConstantTimeCompare(sum[:], a.tokens[i][:]) == 1 {
-			match = i
-		}
-	}
+	match := access.Match(tok, a.tokens)
 	if match < 0 {
 		return "", "invalid bearer token"
 	}

@@ -45,14 +45,14 @@ func TestCheckListen(t *testing.T) {
 func TestNewRejectsBadOptions(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	base := Options{Client: b.client, Redis: b.rdb}
-	cases := map[string]func(*Options){
-		"no client":         func(o *Options) { o.Client = nil },
-		"no redis":          func(o *Options) { o.Redis = nil },
-		"empty token":       func(o *Options) { o.Tokens = []secret.Secret{secret.New("a"), {}} },
-		"open non-loopback": func(o *Options) { o.ListenAddr = "0.0.0.0:8080" },
-		"negative body":     func(o *Options) { o.MaxBody = -1 },
-		"negative wait":     func(o *Options) { o.MaxWait = -1 },
+	base := Config{Client: b.client, Redis: b.rdb}
+	cases := map[string]func(*Config){
+		"no client":         func(o *Config) { o.Client = nil },
+		"no redis":          func(o *Config) { o.Redis = nil },
+		"empty token":       func(o *Config) { o.Tokens = []secret.Secret{secret.New("a"), {}} },
+		"open non-loopback": func(o *Config) { o.ListenAddr = "0.0.0.0:8080" },
+		"negative body":     func(o *Config) { o.MaxBody = -1 },
+		"negative wait":     func(o *Config) { o.MaxWait = -1 },
 	}
 	for name, mutate := range cases {
 		o := base
@@ -73,7 +73,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 func TestAuth(t *testing.T) {
 	t.Parallel()
 	logs := &testutil.SyncBuffer{}
-	b := setup(t, func(o *Options) {
+	b := setup(t, func(o *Config) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	paths := map[string]string{
@@ -121,7 +121,7 @@ func TestAuth(t *testing.T) {
 
 func TestOpenNoTokens(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *Options) { o.Tokens = nil; o.ListenAddr = "127.0.0.1:0" })
+	b := setup(t, func(o *Config) { o.Tokens = nil; o.ListenAddr = "127.0.0.1:0" })
 	b.expect(t, request{method: "GET", path: "/openapi.json", noAuth: true}, http.StatusOK, nil)
 }
 

@@ -30,7 +30,7 @@
 // validation error is 400 {"error": "invalid files[2].path: …", "field":
 // "files[2].path"}: the same message and field as the Go client's
 // *tasks.ValidationError. Optional query parameters queue and max_retry
-// override the type's defaults; queue must be one of Options.Queues (the
+// override the type's defaults; queue must be one of Config.Queues (the
 // queues the deployment's workers serve), since a task anywhere else would
 // wait forever. Invalid UTF-8 anywhere in the body is a 400 naming its
 // field (tasks.CheckJSONUTF8) rather than being folded to U+FFFD.
@@ -43,7 +43,7 @@
 //
 // sandbox, servers/{slug}, files and env read what a backend would
 // otherwise ask its sandbox directly: each request finds the project's
-// sandbox through Options.Gateway (an interface declared here, implemented
+// sandbox through Config.Gateway (an interface declared here, implemented
 // by *gateway.Client; no registry, no task, nothing created) and reads from
 // its daemon. A project without a live sandbox, or a server or file the
 // daemon does not have, is 404; a bad path, slug or query parameter 400
@@ -116,7 +116,7 @@
 // # Authentication
 //
 // Every route, the OpenAPI document included, needs "Authorization: Bearer
-// <token>" matching one of Options.Tokens (compared in constant time over
+// <token>" matching one of Config.Tokens (compared in constant time over
 // SHA-256 digests, against every token). Without tokens the API is open,
 // which CheckListen (and New, given ListenAddr) allow only on a loopback
 // address. Tokens never appear in logs, errors or answers.
@@ -142,7 +142,7 @@
 //
 // # Tracing
 //
-// With Options.TracerProvider every request is a server span named after
+// With Config.TracerProvider every request is a server span named after
 // its route that continues an incoming W3C traceparent; an enqueue made by
 // the request is a child of it (through the tasks.Client's producer span),
 // and so are the task's attempts in the workers. The span sees neither the

@@ -201,7 +201,7 @@ func TestTaskLookupOfOtherProducerAfterRedisRestartedEmpty(t *testing.T) {
 // the client reconnects with Last-Event-ID.
 func TestEventStreamEndsAfterMaxStream(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *Options) { o.MaxStream = 300 * time.Millisecond; o.Heartbeat = 50 * time.Millisecond })
+	b := setup(t, func(o *Config) { o.MaxStream = 300 * time.Millisecond; o.Heartbeat = 50 * time.Millisecond })
 	r, err := http.NewRequestWithContext(ctxTimeout(t, 20*time.Second), "GET", b.base+"/projects/default/shop/events", nil)
 	if err != nil {
 		t.Fatal(err)

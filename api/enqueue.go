@@ -21,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -378,12 +379,8 @@ func (a *API) idempotent(ctx context.Context, key, fp string, do func(context.Co
 			s, b := errJSON(http.StatusConflict, "a request with this Idempotency-Key is still in progress; retry later", "Idempotency-Key")
 			return s, b, false, nil
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, delay) != nil {
 			return 0, nil, false, nil
-		case <-t.C:
 		}
 		delay = min(2*delay, 100*time.Millisecond)
 	}

@@ -21,7 +21,7 @@ import (
 
 func TestEnqueue(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *Options) { o.Queues = []string{"critical", "default", "maintenance", "low"} })
+	b := setup(t, func(o *Config) { o.Queues = []string{"critical", "default", "maintenance", "low"} })
 	payload := map[string]any{"name": "shop", "command": "echo hi", "cwd": "app/../src", "env": map[string]string{"A": "1"}}
 	var got enqueued
 	b.expect(t, request{method: "POST", path: "/tasks/command:run", body: payload}, http.StatusAccepted, &got)
@@ -80,7 +80,7 @@ func TestEnqueueDedup(t *testing.T) {
 
 func TestEnqueueErrors(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *Options) { o.MaxBody = 1 << 10 })
+	b := setup(t, func(o *Config) { o.MaxBody = 1 << 10 })
 	ok := `{"name":"shop","command":"true"}`
 	cases := []struct {
 		name   string

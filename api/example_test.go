@@ -17,10 +17,10 @@ import (
 func ExampleNew() {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	defer rdb.Close()
-	a, err := api.New(api.Options{
+	a, err := api.New(api.Config{
 		Client:     tasks.NewClient(rdb),
 		Redis:      rdb,
-		Store:      events.NewStore(rdb, events.StoreOptions{}),
+		Store:      events.NewStore(rdb, events.StoreConfig{}),
 		Tokens:     []secret.Secret{secret.New("s3cret-token")},
 		ListenAddr: "0.0.0.0:8080",
 	})

@@ -41,17 +41,17 @@ type testBundle struct {
 
 // setup serves an API over a fresh Redis database. mutate may change the
 // options before New.
-func setup(t testing.TB, mutate func(*Options)) *testBundle {
+func setup(t testing.TB, mutate func(*Config)) *testBundle {
 	t.Helper()
 	rdb := redistest.New(t).Client(t)
 	b := &testBundle{
 		rdb:    rdb,
 		client: tasks.NewClient(rdb),
 		insp:   asynq.NewInspectorFromRedisClient(rdb),
-		store:  events.NewStore(rdb, events.StoreOptions{}),
+		store:  events.NewStore(rdb, events.StoreConfig{}),
 		logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	opts := Options{
+	opts := Config{
 		Client: b.client,
 		Redis:  rdb,
 		Store:  b.store,

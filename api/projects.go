@@ -101,22 +101,9 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	from, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
-	if from == "" {
-		from, field = r.URL.Query().Get("from"), "from"
-	}
-	if from == "" {
-		from = "$"
-	}
-	if msg := checkStreamID(from); msg != "" {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q %s", field, from, msg), field)
+	from, ok := eventsFrom(w, r)
+	if !ok {
 		return
-	}
-	for k := range r.URL.Query() {
-		if k != "from" {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: from", k), k)
-			return
-		}
 	}
 	ctx, cancel := a.withClosing(r.Context())
 	defer cancel()
@@ -140,14 +127,54 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.close()
-	rdb := a.opts.Redis
 	if from == "$" {
-		if from, err = schema.LastEventID(ctx, rdb, p); err != nil {
+		if from, err = schema.LastEventID(ctx, a.opts.Redis, p); err != nil {
 			a.internalError(w, r, "read events", err)
 			return
 		}
 	}
 
+	s := startSSE(w)
+	// retry: how long a browser EventSource waits before it reconnects.
+	fmt.Fprintf(s.bw, "retry: 2000\n: stream of %s/%s from %s\n\n", p.Namespace, p.Name, from)
+	if s.flush() != nil {
+		return
+	}
+	a.streamEvents(ctx, s, sub.wake, p, from)
+}
+
+// eventsFrom reads where an event stream starts: Last-Event-ID, else
+// ?from=, else "$" (only new events). A bad value or an unknown query
+// parameter is answered with 400 and ok false.
+func eventsFrom(w http.ResponseWriter, r *http.Request) (from string, ok bool) {
+	from, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if from == "" {
+		from, field = r.URL.Query().Get("from"), "from"
+	}
+	if from == "" {
+		from = "$"
+	}
+	if msg := checkStreamID(from); msg != "" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %q %s", field, from, msg), field)
+		return "", false
+	}
+	for k := range r.URL.Query() {
+		if k != "from" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q; known: from", k), k)
+			return "", false
+		}
+	}
+	return from, true
+}
+
+// sseWriter is the buffered body of an event stream.
+type sseWriter struct {
+	bw *bufio.Writer
+	rc *http.ResponseController
+}
+
+// startSSE writes the headers of an event stream.
+func startSSE(w http.ResponseWriter) sseWriter {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives any server write timeout
 	h := w.Header()
@@ -155,71 +182,86 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriter(w)
-	flush := func() error {
-		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	// retry: how long a browser EventSource waits before it reconnects.
-	fmt.Fprintf(bw, "retry: 2000\n: stream of %s/%s from %s\n\n", p.Namespace, p.Name, from)
-	if flush() != nil {
-		return
-	}
+	return sseWriter{bw: bufio.NewWriter(w), rc: rc}
+}
 
+// flush sends what is buffered, under a deadline of streamWriteTimeout.
+func (s sseWriter) flush() error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if err := s.bw.Flush(); err != nil {
+		return err
+	}
+	return s.rc.Flush()
+}
+
+// streamEvents writes the project's events after last until ctx is done or
+// a write fails, woken by wake, by the poll interval, and writing a
+// heartbeat comment when the stream was idle.
+func (a *API) streamEvents(ctx context.Context, s sseWriter, wake <-chan struct{}, p tasks.Project, last string) {
 	heartbeat := time.NewTicker(a.opts.Heartbeat)
 	defer heartbeat.Stop()
 	poll := time.NewTicker(a.opts.EventsPollInterval)
 	defer poll.Stop()
-	last, lastWrite := from, time.Now()
+	lastWrite := time.Now()
 	for {
-		evs, err := schema.ReadEvents(ctx, rdb, p, last, eventsBatch, 0)
-		if ctx.Err() != nil {
+		n, next, ok := a.sendEvents(ctx, s, p, last)
+		if !ok {
 			return
 		}
-		for _, e := range evs {
-			b, _ := json.Marshal(e)
-			fmt.Fprintf(bw, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b)
-			last = e.ID
-		}
-		if err != nil {
-			// An entry that is not an event: skip it, never stall on it.
-			next, nerr := nextEntryID(ctx, rdb, p, last)
-			if nerr != nil || next == "" {
-				a.log.WarnContext(ctx, "read events", "namespace", p.Namespace, "name", p.Name, "err", err.Error())
-				_ = flush()
-				return
-			}
-			a.log.WarnContext(ctx, "skipping a stream entry that is not an event", "namespace", p.Namespace, "name", p.Name, "entry", next, "err", err.Error())
-			last = next
-			continue
-		}
-		if len(evs) > 0 {
-			if flush() != nil {
-				return
-			}
+		last = next
+		if n > 0 {
 			lastWrite = time.Now()
 		}
-		if len(evs) == eventsBatch {
+		if n == eventsBatch || n < 0 {
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-sub.wake:
+		case <-wake:
 		case <-poll.C:
 		case now := <-heartbeat.C:
 			if now.Sub(lastWrite) >= a.opts.Heartbeat/2 {
-				fmt.Fprint(bw, ": heartbeat\n\n")
-				if flush() != nil {
+				fmt.Fprint(s.bw, ": heartbeat\n\n")
+				if s.flush() != nil {
 					return
 				}
 				lastWrite = now
 			}
 		}
 	}
+}
+
+// sendEvents writes one batch of the events after last and returns how
+// many it wrote (-1 when it skipped an entry that is not an event and the
+// caller should read again at once), the new cursor, and false when the
+// stream must end.
+func (a *API) sendEvents(ctx context.Context, s sseWriter, p tasks.Project, last string) (int, string, bool) {
+	rdb := a.opts.Redis
+	evs, err := schema.ReadEvents(ctx, rdb, p, last, eventsBatch, 0)
+	if ctx.Err() != nil {
+		return 0, last, false
+	}
+	for _, e := range evs {
+		b, _ := json.Marshal(e)
+		fmt.Fprintf(s.bw, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b)
+		last = e.ID
+	}
+	if err != nil {
+		// An entry that is not an event: skip it, never stall on it.
+		next, nerr := nextEntryID(ctx, rdb, p, last)
+		if nerr != nil || next == "" {
+			a.log.WarnContext(ctx, "read events", "namespace", p.Namespace, "name", p.Name, "err", err.Error())
+			_ = s.flush()
+			return 0, last, false
+		}
+		a.log.WarnContext(ctx, "skipping a stream entry that is not an event", "namespace", p.Namespace, "name", p.Name, "entry", next, "err", err.Error())
+		return -1, next, true
+	}
+	if len(evs) > 0 && s.flush() != nil {
+		return 0, last, false
+	}
+	return len(evs), last, true
 }
 
 // nextEntryID returns the id of the stream entry after last ("" if none).

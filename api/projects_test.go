@@ -44,7 +44,7 @@ func TestGetProject(t *testing.T) {
 	b.expectError(t, request{method: "GET", path: "/projects/default/" + url.PathEscape("a b")}, http.StatusBadRequest, "name")
 	b.expectError(t, request{method: "GET", path: "/projects/" + url.PathEscape("{x}") + "/shop"}, http.StatusBadRequest, "namespace")
 
-	noStore := setup(t, func(o *Options) { o.Store = nil })
+	noStore := setup(t, func(o *Config) { o.Store = nil })
 	eb := noStore.expectError(t, request{method: "GET", path: path}, http.StatusServiceUnavailable, "")
 	if !strings.Contains(eb.Error, "registry") {
 		t.Errorf("error %q does not say what is missing", eb.Error)
@@ -201,7 +201,7 @@ func checkEvent(t *testing.T, e sseEvent, wantID string) {
 // while the stream is open.
 func TestEventsResume(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *Options) { o.EventsPollInterval = 100 * time.Millisecond })
+	b := setup(t, func(o *Config) { o.EventsPollInterval = 100 * time.Millisecond })
 	p := tasks.Project{Namespace: "default", Name: "shop"}
 	path := "/projects/default/shop/events"
 	var all []string
@@ -255,7 +255,7 @@ func TestEventsResume(t *testing.T) {
 // without waiting for the periodic re-read.
 func TestEventsLiveByDefault(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *Options) { o.EventsPollInterval = time.Hour })
+	b := setup(t, func(o *Config) { o.EventsPollInterval = time.Hour })
 	p := tasks.Project{Namespace: "default", Name: "shop"}
 	appendEvent(t, b.rdb, p, "old", true)
 	s := b.openStream(t, "/projects/default/shop/events", nil)
@@ -266,7 +266,7 @@ func TestEventsLiveByDefault(t *testing.T) {
 
 func TestEventsHeartbeatAndClose(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *Options) { o.Heartbeat = 30 * time.Millisecond })
+	b := setup(t, func(o *Config) { o.Heartbeat = 30 * time.Millisecond })
 	s := b.openStream(t, "/projects/default/shop/events", nil)
 	beats := 0
 	timeout := time.After(15 * time.Second)

@@ -170,18 +170,32 @@ func (a *API) getServer(w http.ResponseWriter, r *http.Request) {
 	if !onlyQuery(w, r) {
 		return
 	}
+	readDaemon(a, w, r, "read server", fmt.Sprintf("has no server %q", slug), func(ctx context.Context, d *gateway.Daemon) (ServerView, error) {
+		info, err := d.GetServer(ctx, slug)
+		if err != nil {
+			return ServerView{}, err
+		}
+		return ServerView{
+			Slug: info.Slug, Status: info.Status, URL: info.URL, Port: info.Port, ExitCode: info.ExitCode, Error: info.Error,
+		}, nil
+	})
+}
+
+// readDaemon answers a read-through route: it finds the project's live
+// sandbox, runs read on its daemon and writes the view read returns, or
+// the gateway's error; missing completes "project <ns>/<name> ..." for a
+// 404.
+func readDaemon[V any](a *API, w http.ResponseWriter, r *http.Request, what, missing string, read func(context.Context, *gateway.Daemon) (V, error)) {
 	p, sb := a.liveSandbox(w, r)
 	if sb == nil {
 		return
 	}
-	info, err := a.opts.Gateway.Daemon(sb).GetServer(r.Context(), slug)
+	v, err := read(r.Context(), a.opts.Gateway.Daemon(sb))
 	if err != nil {
-		a.gatewayError(w, r, "read server", err, fmt.Sprintf("project %s/%s has no server %q", p.Namespace, p.Name, slug))
+		a.gatewayError(w, r, what, err, fmt.Sprintf("project %s/%s %s", p.Namespace, p.Name, missing))
 		return
 	}
-	writeJSON(w, http.StatusOK, ServerView{
-		Slug: info.Slug, Status: info.Status, URL: info.URL, Port: info.Port, ExitCode: info.ExitCode, Error: info.Error,
-	})
+	writeJSON(w, http.StatusOK, v)
 }
 
 // getFile is GET /projects/{namespace}/{name}/files?path=: a file's text.
@@ -194,16 +208,10 @@ func (a *API) getFile(w http.ResponseWriter, r *http.Request) {
 		writeValidation(w, err)
 		return
 	}
-	p, sb := a.liveSandbox(w, r)
-	if sb == nil {
-		return
-	}
-	content, err := a.opts.Gateway.Daemon(sb).ReadFile(r.Context(), path)
-	if err != nil {
-		a.gatewayError(w, r, "read file", err, fmt.Sprintf("project %s/%s has no file %s", p.Namespace, p.Name, path))
-		return
-	}
-	writeJSON(w, http.StatusOK, FileView{Path: path, Content: content})
+	readDaemon(a, w, r, "read file", "has no file "+path, func(ctx context.Context, d *gateway.Daemon) (FileView, error) {
+		content, err := d.ReadFile(ctx, path)
+		return FileView{Path: path, Content: content}, err
+	})
 }
 
 // getEnv is GET /projects/{namespace}/{name}/env?file=: an env file's
@@ -221,14 +229,8 @@ func (a *API) getEnv(w http.ResponseWriter, r *http.Request) {
 		writeValidation(w, err)
 		return
 	}
-	p, sb := a.liveSandbox(w, r)
-	if sb == nil {
-		return
-	}
-	vars, err := a.opts.Gateway.Daemon(sb).GetEnv(r.Context(), file)
-	if err != nil {
-		a.gatewayError(w, r, "read env file", err, fmt.Sprintf("project %s/%s has no env file %s", p.Namespace, p.Name, file))
-		return
-	}
-	writeJSON(w, http.StatusOK, EnvView{File: file, Env: vars})
+	readDaemon(a, w, r, "read env file", "has no env file "+file, func(ctx context.Context, d *gateway.Daemon) (EnvView, error) {
+		vars, err := d.GetEnv(ctx, file)
+		return EnvView{File: file, Env: vars}, err
+	})
 }

@@ -17,8 +17,8 @@ import (
 // default/app.
 func readThrough(t *testing.T) (*testBundle, *local.Provider, *gateway.Sandbox, *gateway.Daemon) {
 	t.Helper()
-	lp, gw := testutil.Provider(t, local.Options{})
-	b := setup(t, func(o *Options) { o.Gateway = gw })
+	lp, gw := testutil.Provider(t, local.Config{})
+	b := setup(t, func(o *Config) { o.Gateway = gw })
 	sb, err := gw.FindOrCreate(t.Context(), "default", "app", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +127,7 @@ func TestReadThroughWithoutGateway(t *testing.T) {
 	for _, p := range []string{"/sandbox", "/servers/web", "/files?path=/a", "/env"} {
 		b.expectError(t, request{method: "GET", path: "/projects/default/app" + p}, http.StatusServiceUnavailable, "")
 	}
-	lp, _ := testutil.Provider(t, local.Options{})
+	lp, _ := testutil.Provider(t, local.Config{})
 	url := lp.URL()
 	key := lp.APIKey()
 	if err := lp.Close(); err != nil {
@@ -137,7 +137,7 @@ func TestReadThroughWithoutGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = setup(t, func(o *Options) { o.Gateway = gw })
+	b = setup(t, func(o *Config) { o.Gateway = gw })
 	eb := b.expectError(t, request{method: "GET", path: "/projects/default/app/sandbox"}, http.StatusBadGateway, "")
 	if strings.Contains(eb.Error, key.Reveal()) || strings.Contains(eb.Error, url) {
 		t.Errorf("error %q shows the gateway's key or address", eb.Error)

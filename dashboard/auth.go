@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sandboxq/sandboxq/internal/access"
 	"github.com/sandboxq/sandboxq/internal/secret"
 )
 
@@ -53,7 +53,7 @@ func CheckListen(addr string, auth Auth) error {
 	if err != nil {
 		return fmt.Errorf("dashboard: listen address %q: %w", addr, err)
 	}
-	if auth.Enabled() || loopbackHost(host) {
+	if auth.Enabled() || access.LoopbackHost(host) {
 		return nil
 	}
 	why := "not a loopback address"
@@ -64,25 +64,16 @@ func CheckListen(addr string, auth Auth) error {
 		"configure a username and password or a bearer token, or listen on a loopback address such as 127.0.0.1", addr, why)
 }
 
-// loopbackHost reports whether host names only the loopback interface.
-func loopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
-}
-
 // authenticator checks requests against Auth. Secrets are compared as
-// SHA-256 digests with subtle.ConstantTimeCompare, so neither their content
-// nor their length shows in the timing.
+// SHA-256 digests with subtle.ConstantTimeCompare (the bearer token through
+// internal/access), so neither their content nor their length shows in the
+// timing.
 type authenticator struct {
 	enabled  bool
-	user     [32]byte
-	password [32]byte
+	user     access.Digest
+	password access.Digest
 	basic    bool
-	token    [32]byte
-	bearer   bool
+	tokens   []access.Digest // the bearer token, if any
 	realm    string
 }
 
@@ -90,12 +81,11 @@ func newAuthenticator(a Auth) *authenticator {
 	au := &authenticator{enabled: a.Enabled(), realm: "sandboxq"}
 	if a.basic() {
 		au.basic = true
-		au.user = sha256.Sum256([]byte(a.Username))
-		au.password = sha256.Sum256([]byte(a.Password.Reveal()))
+		au.user = access.DigestOf(a.Username)
+		au.password = access.DigestOf(a.Password.Reveal())
 	}
 	if !a.BearerToken.IsZero() {
-		au.bearer = true
-		au.token = sha256.Sum256([]byte(a.BearerToken.Reveal()))
+		au.tokens = []access.Digest{access.DigestOf(a.BearerToken.Reveal())}
 	}
 	return au
 }
@@ -107,17 +97,17 @@ func (au *authenticator) allowed(r *http.Request) bool {
 		return true
 	}
 	h := r.Header.Get("Authorization")
-	scheme, rest, _ := strings.Cut(h, " ")
+	scheme, _, _ := strings.Cut(h, " ")
 	switch {
-	case au.bearer && strings.EqualFold(scheme, "Bearer"):
-		got := sha256.Sum256([]byte(strings.TrimSpace(rest)))
-		return subtle.ConstantTimeCompare(got[:], au.token[:]) == 1
+	case len(au.tokens) > 0 && strings.EqualFold(scheme, "Bearer"):
+		tok, ok := access.BearerToken(h)
+		return ok && access.Match(tok, au.tokens) >= 0
 	case au.basic && strings.EqualFold(scheme, "Basic"):
 		user, pass, ok := r.BasicAuth()
 		if !ok {
 			return false
 		}
-		gu, gp := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+		gu, gp := access.DigestOf(user), access.DigestOf(pass)
 		// Both comparisons always run.
 		okUser := subtle.ConstantTimeCompare(gu[:], au.user[:])
 		okPass := subtle.ConstantTimeCompare(gp[:], au.password[:])
@@ -131,7 +121,7 @@ func (au *authenticator) challenge(w http.ResponseWriter) {
 	if au.basic {
 		w.Header().Add("WWW-Authenticate", `Basic realm="`+au.realm+`", charset="UTF-8"`)
 	}
-	if au.bearer {
+	if len(au.tokens) > 0 {
 		w.Header().Add("WWW-Authenticate", `Bearer realm="`+au.realm+`"`)
 	}
 	http.Error(w, "authentication required", http.StatusUnauthorized)

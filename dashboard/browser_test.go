@@ -20,28 +20,9 @@ import (
 	"github.com/sandboxq/sandboxq/dashboard"
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/handlers"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
-
-// chromiumPath finds headless Chromium: SANDBOXQ_CHROMIUM, else the usual
-// names on PATH. Without it the test is skipped, except under CI, where it
-// fails.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SANDBOXQ_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
-	}
-	t.Skip("chromium is not installed (apt-get install -y chromium); under CI this is a failure")
-	return ""
-}
 
 // artifactsDir is where screenshots go: $SANDBOXQ_ARTIFACTS/dashboard, or
 // a temporary directory.
@@ -101,10 +82,10 @@ func browse(t *testing.T, bin, url, shot string) string {
 
 func TestBrowserShowsQueuesAndSandboxes(t *testing.T) {
 	t.Parallel()
-	bin := chromiumPath(t)
+	bin := testutil.Chromium(t)
 	dir := artifactsDir(t)
 	reg := prometheus.NewRegistry()
-	b := setup(t, func(o *dashboard.Options) { o.Metrics = reg; o.Refresh = -1 })
+	b := setup(t, func(o *dashboard.Config) { o.Metrics = reg; o.Refresh = -1 })
 	w := b.startWorker(t, reg, nil)
 	ctx := t.Context()
 	wait := b.wait(t)

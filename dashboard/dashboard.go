@@ -19,7 +19,7 @@ import (
 	"github.com/sandboxq/sandboxq/events"
 )
 
-// Defaults of Options.
+// Defaults of Config.
 const (
 	DefaultRootPath = "/monitoring"
 	DefaultRefresh  = 5 * time.Second
@@ -32,9 +32,9 @@ type Registry interface {
 	prometheus.Gatherer
 }
 
-// Options configures a Dashboard. Redis is required; every other field has
+// Config configures a Dashboard. Redis is required; every other field has
 // the default its comment states.
-type Options struct {
+type Config struct {
 	// Redis is asynq's and the registry's Redis. The Dashboard does not
 	// close it.
 	Redis redis.UniversalClient
@@ -58,8 +58,8 @@ type Options struct {
 	Store *events.Store
 	// Metrics is served on /metrics; New registers the asynq queue
 	// collector on it (and the Go and process collectors if it has none).
-	// Default: a new registry. Pass the registry handlers.NewMetrics was
-	// given to serve the worker's series too.
+	// Default: a new registry. Pass the registry the worker's series are
+	// registered on (worker.Config.Metrics) to serve them too.
 	Metrics Registry
 	// Ready is called by /readyz after a Redis PING (e.g. "is the asynq
 	// server running?"); nil means Redis alone decides.
@@ -74,6 +74,43 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for idle times (default time.Now).
 	Now func() time.Time
+}
+
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result. RootPath is
+// checked and cleaned by New.
+func (c *Config) withDefaults() error {
+	if c.Redis == nil {
+		return errors.New("dashboard: Config.Redis is required")
+	}
+	if c.Store == nil {
+		c.Store = events.NewStore(c.Redis, events.StoreConfig{})
+	}
+	if c.Refresh == 0 {
+		c.Refresh = DefaultRefresh
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	return c.validate()
+}
+
+// validate reports half-configured credentials and a non-loopback
+// ListenAddr without them.
+func (c *Config) validate() error {
+	if err := c.Auth.Validate(); err != nil {
+		return err
+	}
+	if c.ListenAddr != "" {
+		return CheckListen(c.ListenAddr, c.Auth)
+	}
+	return nil
 }
 
 // Dashboard is the operations HTTP handler: Asynqmon under RootPath,
@@ -100,17 +137,9 @@ type Dashboard struct {
 var reservedPaths = []string{"/", "/healthz", "/readyz", "/metrics", "/sandboxes", "/api"}
 
 // New checks opts and builds the handler; nothing runs in the background.
-func New(opts Options) (*Dashboard, error) {
-	if opts.Redis == nil {
-		return nil, errors.New("dashboard: Options.Redis is required")
-	}
-	if err := opts.Auth.Validate(); err != nil {
+func New(opts Config) (*Dashboard, error) {
+	if err := opts.withDefaults(); err != nil {
 		return nil, err
-	}
-	if opts.ListenAddr != "" {
-		if err := CheckListen(opts.ListenAddr, opts.Auth); err != nil {
-			return nil, err
-		}
 	}
 	root, err := cleanRootPath(opts.RootPath)
 	if err != nil {
@@ -127,21 +156,6 @@ func New(opts Options) (*Dashboard, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		registry: opts.Metrics,
-	}
-	if d.store == nil {
-		d.store = events.NewStore(opts.Redis, events.StoreOptions{})
-	}
-	if d.refresh == 0 {
-		d.refresh = DefaultRefresh
-	}
-	if d.log == nil {
-		d.log = slog.New(slog.DiscardHandler)
-	}
-	if d.now == nil {
-		d.now = time.Now
-	}
-	if d.registry == nil {
-		d.registry = prometheus.NewRegistry()
 	}
 	if err := d.registerCollectors(); err != nil {
 		return nil, err

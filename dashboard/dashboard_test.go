@@ -113,7 +113,7 @@ func TestAsynqmonListsQueuesAndShowsRedactedPayloads(t *testing.T) {
 
 func TestAsynqmonDeepLinksAndRootPath(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *dashboard.Options) { o.RootPath = "/ops/queues/" })
+	b := setup(t, func(o *dashboard.Config) { o.RootPath = "/ops/queues/" })
 	if _, err := b.client.EnsureSandbox(t.Context(), tasks.SandboxEnsure{Project: proj("p")}); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestAsynqmonDeepLinksAndRootPath(t *testing.T) {
 	}
 
 	for _, bad := range []string{"monitoring", "/metrics", "/api", "/api/x", "/", "/a b"} {
-		_, err := dashboard.New(dashboard.Options{Redis: b.rdb, RootPath: bad})
+		_, err := dashboard.New(dashboard.Config{Redis: b.rdb, RootPath: bad})
 		if err == nil || !strings.Contains(err.Error(), "RootPath") {
 			t.Errorf("RootPath %q: err = %v", bad, err)
 		}
@@ -140,7 +140,7 @@ func TestAsynqmonDeepLinksAndRootPath(t *testing.T) {
 
 func TestAuth(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *dashboard.Options) { o.Auth = testAuth() })
+	b := setup(t, func(o *dashboard.Config) { o.Auth = testAuth() })
 	protected := []string{"/monitoring/", "/monitoring/api/queues", "/metrics", "/readyz", "/sandboxes", "/api/sandboxes", "/"}
 	for _, path := range protected {
 		for name, auth := range map[string]func(*http.Request){
@@ -173,7 +173,7 @@ func TestAuth(t *testing.T) {
 	}
 
 	// Only a bearer token configured.
-	tb := setup(t, func(o *dashboard.Options) { o.Auth = dashboard.Auth{BearerToken: secret.New("only-token")} })
+	tb := setup(t, func(o *dashboard.Config) { o.Auth = dashboard.Auth{BearerToken: secret.New("only-token")} })
 	if status, _, _ := tb.request(t, http.MethodGet, "/metrics", basicAuth("", "only-token")); status != http.StatusUnauthorized {
 		t.Errorf("token via basic auth: %d, want 401", status)
 	}
@@ -185,7 +185,7 @@ func TestReadOnly(t *testing.T) {
 	for _, readOnly := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ReadOnly=%v", readOnly), func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, func(o *dashboard.Options) {
+			b := setup(t, func(o *dashboard.Config) {
 				if !readOnly {
 					o.ReadOnly = ptr(false)
 				}
@@ -293,11 +293,11 @@ func TestCheckListen(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { _ = rdb.Close() })
-	_, err := dashboard.New(dashboard.Options{Redis: rdb, ListenAddr: "0.0.0.0:8080"})
+	_, err := dashboard.New(dashboard.Config{Redis: rdb, ListenAddr: "0.0.0.0:8080"})
 	if err == nil || !strings.Contains(err.Error(), "refusing to serve on 0.0.0.0:8080 without credentials") {
 		t.Fatalf("New on a public address without auth: %v", err)
 	}
-	d, err := dashboard.New(dashboard.Options{Redis: rdb, ListenAddr: "0.0.0.0:8080", Auth: auth})
+	d, err := dashboard.New(dashboard.Config{Redis: rdb, ListenAddr: "0.0.0.0:8080", Auth: auth})
 	if err != nil {
 		t.Fatalf("New with auth: %v", err)
 	}
@@ -327,7 +327,7 @@ func TestNoCredentialsMeansLoopbackOnly(t *testing.T) {
 	if got := requestOn(open.dash, loop, nil); got != http.StatusOK {
 		t.Errorf("no auth, loopback: %d, want 200", got)
 	}
-	closed := setup(t, func(o *dashboard.Options) { o.Auth = testAuth() })
+	closed := setup(t, func(o *dashboard.Config) { o.Auth = testAuth() })
 	if got := requestOn(closed.dash, public, nil); got != http.StatusUnauthorized {
 		t.Errorf("auth, public address, no credentials: %d, want 401", got)
 	}
@@ -339,7 +339,7 @@ func TestNoCredentialsMeansLoopbackOnly(t *testing.T) {
 func TestReadyz(t *testing.T) {
 	t.Parallel()
 	var workerErr error
-	b := setup(t, func(o *dashboard.Options) {
+	b := setup(t, func(o *dashboard.Config) {
 		o.Ready = func(context.Context) error { return workerErr }
 	})
 	var ok struct {
@@ -351,7 +351,7 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("readyz = %+v", ok)
 	}
 
-	stopped := setup(t, func(o *dashboard.Options) {
+	stopped := setup(t, func(o *dashboard.Config) {
 		o.Ready = func(context.Context) error { return errors.New("asynq server is not running") }
 	})
 	status, _, body := stopped.request(t, http.MethodGet, "/readyz", nil)
@@ -361,7 +361,7 @@ func TestReadyz(t *testing.T) {
 
 	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { _ = down.Close() })
-	d, err := dashboard.New(dashboard.Options{Redis: down})
+	d, err := dashboard.New(dashboard.Config{Redis: down})
 	if err != nil {
 		t.Fatal(err)
 	}

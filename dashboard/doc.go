@@ -11,10 +11,10 @@
 //	                  JavaScript; refreshes itself with <meta http-equiv=refresh>)
 //	/api/sandboxes    the same as JSON: ?namespace=&status=&cursor=&limit=,
 //	                  {"sandboxes": [...], "next_cursor": "..."}
-//	/metrics          Prometheus: Options.Metrics, plus asynq queue series
+//	/metrics          Prometheus: Config.Metrics, plus asynq queue series
 //	                  (QueueCollector) and Go/process series
 //	/healthz          200 while the process serves HTTP
-//	/readyz           200 when Redis answers PING and Options.Ready passes
+//	/readyz           200 when Redis answers PING and Config.Ready passes
 //	/                 redirects to /sandboxes
 //
 // The handler serves these absolute paths; an embedder mounts it at the
@@ -23,7 +23,7 @@
 //
 // # Authentication
 //
-// With Options.Auth set, every path but /healthz needs HTTP basic
+// With Config.Auth set, every path but /healthz needs HTTP basic
 // credentials or "Authorization: Bearer <token>". Both are compared in
 // constant time (SHA-256 digests, so the length does not leak either).
 // /healthz stays open so that liveness probes need no secret; it reveals
@@ -31,7 +31,7 @@
 // auth, like everything else that reads Redis.
 //
 // Without credentials the dashboard must not be reachable from other hosts:
-// New runs CheckListen on Options.ListenAddr (a non-loopback address
+// New runs CheckListen on Config.ListenAddr (a non-loopback address
 // without credentials is a start-up error), and, for embedders that serve
 // the handler on listeners of their own, each request is checked too: one
 // that arrived on a non-loopback local address is refused with 403.
@@ -63,10 +63,11 @@
 //
 // # Metrics
 //
-// The worker's series (task duration and outcome, project-busy
-// reschedules, gateway requests, watchers, events, lease losses) are
-// handlers.Metrics; register them on the same registry that is passed as
-// Options.Metrics. QueueCollector reads queue state through asynq.Inspector
+// The worker's series are owned where they are measured: task duration,
+// outcome and project-busy reschedules by handlers.Metrics, gateway
+// requests by gateway.Metrics, watchers, events and lease losses by
+// events.Metrics. worker.New registers each once on the registry it passes
+// as Config.Metrics. QueueCollector reads queue state through asynq.Inspector
 // at scrape time under the names of asynq's x/metrics exporter, so
-// Asynqmon's charts (Options.PrometheusAddr) work with them.
+// Asynqmon's charts (Config.PrometheusAddr) work with them.
 package dashboard

@@ -33,17 +33,17 @@ type testBundle struct {
 
 // setup starts a dashboard over a fresh Redis database; mutate adjusts the
 // options (Redis is already set).
-func setup(t *testing.T, mutate func(*dashboard.Options)) *testBundle {
+func setup(t *testing.T, mutate func(*dashboard.Config)) *testBundle {
 	t.Helper()
 	rdb := redistest.New(t).Client(t)
 	b := &testBundle{
 		rdb:    rdb,
 		client: tasks.NewClient(rdb),
-		store:  events.NewStore(rdb, events.StoreOptions{}),
+		store:  events.NewStore(rdb, events.StoreConfig{}),
 		insp:   asynq.NewInspectorFromRedisClient(rdb),
 		logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	opts := dashboard.Options{Redis: rdb, Store: b.store, Logger: b.logger}
+	opts := dashboard.Config{Redis: rdb, Store: b.store, Logger: b.logger}
 	if mutate != nil {
 		mutate(&opts)
 	}

@@ -29,14 +29,26 @@ type worker struct {
 	lp      *local.Provider
 	gw      *gateway.Client
 	metrics *handlers.Metrics
+	events  *events.Metrics
 }
 
 // startWorker runs the worker until the test ends. extra registers more
 // task types on its mux.
 func (b *testBundle) startWorker(t *testing.T, reg prometheus.Registerer, extra func(*asynq.ServeMux)) *worker {
 	t.Helper()
-	m := handlers.NewMetrics(reg)
-	lp, gw := testutil.Provider(t, local.Options{}, gateway.WithObserver(m.GatewayObserver()))
+	m, err := handlers.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gm, err := gateway.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em, err := events.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, gw := testutil.Provider(t, local.Config{}, gateway.WithMetrics(gm))
 	h, err := handlers.New(handlers.Config{Gateway: gw, Redis: b.rdb, Logger: b.logger, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -48,22 +60,14 @@ func (b *testBundle) startWorker(t *testing.T, reg prometheus.Registerer, extra 
 	if extra != nil {
 		extra(mux)
 	}
-	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
-		Concurrency:              4,
-		Queues:                   maps.Clone(tasks.DefaultQueues),
-		TaskCheckInterval:        20 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		ShutdownTimeout:          5 * time.Second,
-		RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return 50 * time.Millisecond },
-		IsFailure:                handlers.IsFailure,
-		Logger:                   asynqlog.New(b.logger),
-		LogLevel:                 asynq.ErrorLevel,
+	testutil.StartAsynq(t, b.rdb, mux, asynq.Config{
+		Concurrency: 4,
+		Queues:      maps.Clone(tasks.DefaultQueues),
+		IsFailure:   handlers.IsFailure,
+		Logger:      asynqlog.New(b.logger),
+		LogLevel:    asynq.ErrorLevel,
 	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return &worker{lp: lp, gw: gw, metrics: m}
+	return &worker{lp: lp, gw: gw, metrics: m, events: em}
 }
 
 // wait returns a function that waits for an enqueued task to finish and
@@ -96,7 +100,7 @@ func (testTask) Options() []asynq.Option {
 func TestMetricsAfterTasksRan(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	b := setup(t, func(o *dashboard.Options) { o.Metrics = reg; o.Auth = testAuth() })
+	b := setup(t, func(o *dashboard.Config) { o.Metrics = reg; o.Auth = testAuth() })
 	var busyOnce atomic.Bool
 	w := b.startWorker(t, reg, func(mux *asynq.ServeMux) {
 		mux.HandleFunc("test:busy", func(context.Context, *asynq.Task) error {
@@ -138,10 +142,10 @@ func TestMetricsAfterTasksRan(t *testing.T) {
 	if err != nil || ev == nil {
 		t.Fatalf("ServerStatus: %v %v", ev, err)
 	}
-	w.metrics.EventEmitted(*ev)
-	w.metrics.LeaseLost()
-	w.metrics.LeaseLost()
-	w.metrics.SetWatchersFunc(func() int { return 7 })
+	w.events.EventEmitted(*ev)
+	w.events.LeaseLost()
+	w.events.LeaseLost()
+	w.events.SetWatchersFunc(func() int { return 7 })
 
 	body := b.get(t, "/metrics", bearer("tok-123456"))
 	for _, re := range []string{
@@ -186,31 +190,53 @@ func TestMetricsAfterTasksRan(t *testing.T) {
 	mustNotContain(t, "/metrics", body, `"m"`, "team-a", "sbx")
 
 	// A second dashboard on the same registry needs the first closed.
-	if _, err := dashboard.New(dashboard.Options{Redis: b.rdb, Metrics: reg}); err == nil {
+	if _, err := dashboard.New(dashboard.Config{Redis: b.rdb, Metrics: reg}); err == nil {
 		t.Error("two dashboards registered on one registry")
 	}
 	if err := b.dash.Close(); err != nil {
 		t.Fatal(err)
 	}
-	d2, err := dashboard.New(dashboard.Options{Redis: b.rdb, Metrics: reg})
+	d2, err := dashboard.New(dashboard.Config{Redis: b.rdb, Metrics: reg})
 	if err != nil {
 		t.Fatalf("New after Close: %v", err)
 	}
 	_ = d2.Close()
 }
 
-func TestMetricsShareARegistry(t *testing.T) {
+// TestMetricsRegisterOnce: each package's series are registered once per
+// registry; a second registration is an error and leaves the first
+// counting. The methods are no-ops on nil Metrics, and Metrics without a
+// registry still count.
+func TestMetricsRegisterOnce(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	m1 := handlers.NewMetrics(reg)
-	m2 := handlers.NewMetrics(reg) // another worker in the same process
-	m1.LeaseLost()
-	m2.LeaseLost()
-	m2.SetWatchersFunc(func() int { return 3 })
-	var nilMetrics *handlers.Metrics
-	nilMetrics.LeaseLost()
-	nilMetrics.EventEmitted(tasks.Event{})
-	nilMetrics.GatewayObserver()("find", 200, time.Millisecond)
+	em, err := events.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := handlers.NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gateway.NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.NewMetrics(reg); err == nil {
+		t.Error("events metrics registered twice on one registry")
+	}
+	if _, err := handlers.NewMetrics(reg); err == nil {
+		t.Error("handlers metrics registered twice on one registry")
+	}
+	if _, err := gateway.NewMetrics(reg); err == nil {
+		t.Error("gateway metrics registered twice on one registry")
+	}
+	em.LeaseLost()
+	em.LeaseLost()
+	em.SetWatchersFunc(func() int { return 3 })
+	var nilEvents *events.Metrics
+	nilEvents.LeaseLost()
+	nilEvents.EventEmitted(tasks.Event{})
+	var nilGateway *gateway.Metrics
+	nilGateway.Observe("find", 200, time.Millisecond)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -226,9 +252,13 @@ func TestMetricsShareARegistry(t *testing.T) {
 			}
 		}
 	}
-	if got[handlers.MetricLeasesLost] != 2 || got[handlers.MetricWatchersHeld] != 3 {
+	if got[events.MetricLeasesLost] != 2 || got[events.MetricWatchersHeld] != 3 {
 		t.Fatalf("gathered %v", got)
 	}
 	// Unregistered metrics still count, without panicking.
-	handlers.NewMetrics(nil).LeaseLost()
+	unregistered, err := events.NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unregistered.LeaseLost()
 }

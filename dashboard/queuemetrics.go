@@ -11,7 +11,7 @@ import (
 // QueueCollector exports asynq's queue state at scrape time, read through
 // asynq.Inspector. The series use the names of asynq's own x/metrics
 // exporter (a separate module that sandboxq does not depend on), so
-// Asynqmon's Prometheus charts (Options.PrometheusAddr) and existing asynq
+// Asynqmon's Prometheus charts (Config.PrometheusAddr) and existing asynq
 // dashboards work with them:
 //
 //	asynq_tasks_enqueued_total{queue,state}   gauge: tasks per state

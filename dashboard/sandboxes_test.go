@@ -27,7 +27,7 @@ type sandboxesResponse struct {
 func registry(t *testing.T, b *testBundle) {
 	t.Helper()
 	ctx := t.Context()
-	old := events.NewStore(b.rdb, events.StoreOptions{Now: func() time.Time { return time.Now().Add(-90 * time.Minute) }})
+	old := events.NewStore(b.rdb, events.StoreConfig{Now: func() time.Time { return time.Now().Add(-90 * time.Minute) }})
 	if err := old.Upsert(ctx, proj("web"), "sbx-web-1", "local"); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestSandboxesAPI(t *testing.T) {
 
 func TestSandboxesPage(t *testing.T) {
 	t.Parallel()
-	b := setup(t, func(o *dashboard.Options) { o.Refresh = 3 * time.Second })
+	b := setup(t, func(o *dashboard.Config) { o.Refresh = 3 * time.Second })
 	registry(t, b)
 
 	status, h, page := b.request(t, http.MethodGet, "/sandboxes", nil)
@@ -166,7 +166,7 @@ func TestSandboxesPage(t *testing.T) {
 		t.Errorf("bad filter: %d\n%s", status, bad)
 	}
 
-	empty := setup(t, func(o *dashboard.Options) { o.Refresh = -1 })
+	empty := setup(t, func(o *dashboard.Config) { o.Refresh = -1 })
 	body := empty.get(t, "/sandboxes", nil)
 	mustContain(t, "empty page", body, "No sandboxes.")
 	mustNotContain(t, "empty page", body, "http-equiv")

@@ -174,25 +174,6 @@ func runChromium(t *testing.T, bin, url string, o *originServer) pageReport {
 	return pageReport{}
 }
 
-// browserChromium finds headless Chromium as dashboard/browser_test.go
-// does: skipped without it, except under CI.
-func browserChromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("SANDBOXQ_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed; CI must install it (apt-get install -y chromium)")
-	}
-	t.Skip("chromium is not installed (apt-get install -y chromium); under CI this is a failure")
-	return ""
-}
-
 // queueActivity counts every task the default queue has ever held.
 func queueActivity(t *testing.T, insp *asynq.Inspector) int {
 	t.Helper()
@@ -213,7 +194,7 @@ var dashboardRE = regexp.MustCompile(`"dashboard":"(http://127\.0\.0\.1:\d+)/`)
 // is answered 202, the task runs and the file appears.
 func TestBrowserCrossOriginCommandRefused(t *testing.T) {
 	t.Parallel()
-	bin := browserChromium(t)
+	bin := testutil.Chromium(t)
 	origin := newOriginServer(t)
 
 	t.Run("untrusted origin", func(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 // the environment that points a worker at it.
 func provider(t *testing.T, db *redistest.DB, rec *testutil.Recorder) (*local.Provider, map[string]string) {
 	t.Helper()
-	opts := local.Options{}
+	opts := local.Config{}
 	if rec != nil {
 		opts.Observe = rec.Add
 	}

@@ -42,7 +42,7 @@ type benchProviderInfo struct {
 
 // benchProviderMain serves a local provider until stdin closes.
 func benchProviderMain() int {
-	p, err := local.Start(local.Options{})
+	p, err := local.Start(local.Config{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench provider:", err)
 		return 1
@@ -164,7 +164,7 @@ func BenchmarkManagerIdle(b *testing.B) {
 func benchIdle(b *testing.B, n int, withEvents bool) {
 	gw, info := startBenchProvider(b)
 	rdb := redistest.New(b).Client(b)
-	store := NewStore(rdb, StoreOptions{})
+	store := NewStore(rdb, StoreConfig{})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
@@ -256,7 +256,7 @@ func benchIdle(b *testing.B, n int, withEvents bool) {
 func BenchmarkSignalToStream(b *testing.B) {
 	gw, _ := startBenchProvider(b)
 	rdb := redistest.New(b).Client(b)
-	store := NewStore(rdb, StoreOptions{})
+	store := NewStore(rdb, StoreConfig{})
 	ctx := context.Background()
 	p := tasks.Project{Namespace: "bench", Name: "latency"}
 	sb, err := gw.FindOrCreate(ctx, p.Namespace, p.Name, nil)

@@ -78,10 +78,11 @@
 //     (ReconnectMin..ReconnectMax, never below ReconnectMin/2), reset once
 //     a connection lived 5 s. Every (re)connection is followed by a poll,
 //     which resyncs what happened while it was down. A daemon that refuses
-//     the token or no longer knows the sandbox makes the watcher find the
-//     sandbox at the gateway again; a sandbox the gateway no longer has is
-//     recorded destroyed; another sandbox id for the project is upserted
-//     (the gateway is the source of truth).
+//     the token or no longer knows the sandbox (gateway.IsStaleSandbox: 401
+//     or 404, not 403, the same rule as the handlers' cache) makes the
+//     watcher find the sandbox at the gateway again; a sandbox the gateway
+//     no longer has is recorded destroyed; another sandbox id for the
+//     project is upserted (the gateway is the source of truth).
 //   - Following the stream: WaitServer reads it with schema.Follow, whose
 //     one rule for an entry that is not an event is to skip it.
 //   - Ownership: a lease per watched sandbox (owner = Config.OwnerID, TTL
@@ -109,4 +110,11 @@
 //     goroutine other than its own loop and its readers.
 //   - Tokens (daemon and events access token) live in memory only; they
 //     are never logged, stored or put in errors.
+//   - Metrics: Metrics (metrics.go) owns the watchers' series —
+//     sandboxq_watchers_held, sandboxq_events_emitted_total{type} and
+//     sandboxq_watcher_leases_lost_total — fed by Config.OnEvent,
+//     Config.OnLeaseLost and Manager.Held; worker.New registers them once.
+//   - Store.LastEventID, Store.Expedite and Store.WaitServer (follow.go)
+//     give a server wait everything it needs on the store alone, so the
+//     handlers depend on one interface the store satisfies.
 package events

@@ -51,7 +51,7 @@ type testEnv struct {
 	ns    string // namespace of this test's projects (pub/sub is shared by all databases)
 }
 
-func newEnv(t *testing.T, opts local.Options) *testEnv {
+func newEnv(t *testing.T, opts local.Config) *testEnv {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t, slog.LevelWarn)
@@ -72,7 +72,7 @@ func newEnv(t *testing.T, opts local.Options) *testEnv {
 	rdb := redistest.New(t).Client(t)
 	h := fnv.New32a()
 	h.Write([]byte(t.Name()))
-	return &testEnv{t: t, prov: prov, gw: gw, rdb: rdb, store: NewStore(rdb, StoreOptions{}), ns: fmt.Sprintf("t%08x", h.Sum32())}
+	return &testEnv{t: t, prov: prov, gw: gw, rdb: rdb, store: NewStore(rdb, StoreConfig{}), ns: fmt.Sprintf("t%08x", h.Sum32())}
 }
 
 func testLogger(t *testing.T, level slog.Level) *slog.Logger {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
+	"github.com/sandboxq/sandboxq/internal/config"
 	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -86,7 +88,9 @@ type Config struct {
 	OnLeaseLost func()
 }
 
-func (c *Config) applyDefaults() error {
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result.
+func (c *Config) withDefaults() error {
 	var missing []string
 	if c.Redis == nil {
 		missing = append(missing, "Redis")
@@ -100,36 +104,8 @@ func (c *Config) applyDefaults() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("events: Config needs %s", strings.Join(missing, ", "))
 	}
-	for name, d := range map[string]time.Duration{
-		"LeaseTTL": c.LeaseTTL, "ClaimInterval": c.ClaimInterval, "FastPoll": c.FastPoll,
-		"SlowPoll": c.SlowPoll, "ExpediteFor": c.ExpediteFor, "SettleAfter": c.SettleAfter,
-		"PingInterval": c.PingInterval, "ReconnectMin": c.ReconnectMin, "ReconnectMax": c.ReconnectMax,
-	} {
-		if d < 0 {
-			return fmt.Errorf("events: Config.%s must not be negative", name)
-		}
-	}
-	if c.Cap < 0 || c.Concurrency < 0 {
-		return errors.New("events: Config.Cap and Concurrency must not be negative")
-	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&c.LeaseTTL, DefaultLeaseTTL)
-	def(&c.ClaimInterval, DefaultClaimInterval)
-	def(&c.FastPoll, DefaultFastPoll)
-	def(&c.SlowPoll, DefaultSlowPoll)
-	def(&c.ExpediteFor, DefaultExpediteFor)
-	def(&c.SettleAfter, DefaultSettleAfter)
-	def(&c.PingInterval, DefaultPingInterval)
-	def(&c.ReconnectMin, DefaultReconnectMin)
-	def(&c.ReconnectMax, DefaultReconnectMax)
-	if c.LeaseTTL < 30*time.Millisecond {
-		return fmt.Errorf("events: Config.LeaseTTL %v is below 30ms", c.LeaseTTL)
-	}
-	if c.ReconnectMax < c.ReconnectMin {
+	config.FillDefaults(c.durations())
+	if c.ReconnectMax >= 0 && c.ReconnectMax < c.ReconnectMin {
 		c.ReconnectMax = c.ReconnectMin
 	}
 	if c.Cap == 0 {
@@ -139,13 +115,41 @@ func (c *Config) applyDefaults() error {
 		c.Concurrency = DefaultConcurrency
 	}
 	if c.Store == nil {
-		c.Store = NewStore(c.Redis, StoreOptions{})
+		c.Store = NewStore(c.Redis, StoreConfig{})
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.EventsToken == nil {
 		c.EventsToken = func(sb *gateway.Sandbox) string { return sb.Token }
+	}
+	return c.validate()
+}
+
+func (c *Config) durations() []config.Duration {
+	return []config.Duration{
+		config.Field("LeaseTTL", &c.LeaseTTL, DefaultLeaseTTL),
+		config.Field("ClaimInterval", &c.ClaimInterval, DefaultClaimInterval),
+		config.Field("FastPoll", &c.FastPoll, DefaultFastPoll),
+		config.Field("SlowPoll", &c.SlowPoll, DefaultSlowPoll),
+		config.Field("ExpediteFor", &c.ExpediteFor, DefaultExpediteFor),
+		config.Field("SettleAfter", &c.SettleAfter, DefaultSettleAfter),
+		config.Field("PingInterval", &c.PingInterval, DefaultPingInterval),
+		config.Field("ReconnectMin", &c.ReconnectMin, DefaultReconnectMin),
+		config.Field("ReconnectMax", &c.ReconnectMax, DefaultReconnectMax),
+	}
+}
+
+// validate reports the first field that is out of range, naming it.
+func (c *Config) validate() error {
+	if d, bad := config.Negative(c.durations()); bad {
+		return fmt.Errorf("events: Config.%s must not be negative", d.Name)
+	}
+	if c.Cap < 0 || c.Concurrency < 0 {
+		return errors.New("events: Config.Cap and Concurrency must not be negative")
+	}
+	if c.LeaseTTL < 30*time.Millisecond {
+		return fmt.Errorf("events: Config.LeaseTTL %v is below 30ms", c.LeaseTTL)
 	}
 	return nil
 }
@@ -184,7 +188,7 @@ type hooks struct {
 
 // NewManager checks cfg and returns a Manager; Run starts it.
 func NewManager(cfg Config) (*Manager, error) {
-	if err := cfg.applyDefaults(); err != nil {
+	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
 	return &Manager{
@@ -627,7 +631,7 @@ func (m *Manager) nudgeLoop(ctx context.Context) {
 				return
 			}
 			m.log.Warn("subscribe to watcher nudges", "err", err)
-			if !sleepCtx(ctx, m.backoff(attempt)) {
+			if backoff.Sleep(ctx, m.backoff(attempt)) != nil {
 				return
 			}
 			attempt++

@@ -49,7 +49,7 @@ func (e *testEnv) exactlyOne(ps []tasks.Project, ms ...*runningManager) error {
 // nobody watched appears in the stream after the takeover, once.
 func TestManagersShareAndTakeOver(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	const n = 60
 	ps := make([]tasks.Project, n)
 	sbs := map[tasks.Project]*gateway.Sandbox{}
@@ -145,7 +145,7 @@ func TestManagersShareAndTakeOver(t *testing.T) {
 // without a registry entry, and a graceful shutdown releases the leases.
 func TestClaimAndRelease(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	cfg := e.config("solo")
 	cfg.ClaimInterval = time.Hour // only the first scan, at start
 	m := e.run(cfg)
@@ -184,7 +184,7 @@ func TestClaimAndRelease(t *testing.T) {
 // one claim the sandbox at once.
 func TestClaimNudge(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	cfg := e.config("runner")
 	cfg.ClaimInterval = time.Hour
 	m := e.run(cfg)
@@ -207,7 +207,7 @@ func TestClaimNudge(t *testing.T) {
 // watcher and is reported through OnLeaseLost.
 func TestLeaseLost(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	lost := make(chan struct{}, 1)
 	cfg := e.config("a")
 	cfg.OnLeaseLost = func() {
@@ -238,7 +238,7 @@ func TestNewManagerValidates(t *testing.T) {
 	if _, err := NewManager(Config{}); err == nil || !strings.Contains(err.Error(), "Redis, Gateway, OwnerID") {
 		t.Fatalf("empty config: %v", err)
 	}
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	cfg := e.config("x")
 	cfg.FastPoll = -time.Second
 	if _, err := NewManager(cfg); err == nil || !strings.Contains(err.Error(), "FastPoll") {

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -52,22 +53,36 @@ func (w *watcher) startSession(sb *gateway.Sandbox, id string) *session {
 // with jittered exponential backoff; every (re)connection is followed by a
 // poll, which resyncs what happened while it was down.
 func (w *watcher) wsLoop(ctx context.Context, d *gateway.Daemon) {
+	w.redial(ctx, "daemon websocket", func() (bool, error) {
+		connected, err := w.wsOnce(ctx, d)
+		if gateway.IsStaleSandbox(err) && ctx.Err() == nil {
+			notify(w.refind)
+			return connected, errStale
+		}
+		return connected, err
+	})
+}
+
+// errStale ends a redial loop: the sandbox record is stale and the watcher
+// looks the sandbox up again.
+var errStale = errors.New("stale sandbox record")
+
+// redial runs once until ctx is done or once returns errStale, waiting
+// the jittered exponential backoff between attempts; the backoff starts
+// over after a connection that lived at least lived.
+func (w *watcher) redial(ctx context.Context, what string, once func() (connected bool, err error)) {
 	attempt := 0
 	for ctx.Err() == nil {
 		start := time.Now()
-		connected, err := w.wsOnce(ctx, d)
-		if ctx.Err() != nil {
-			return
-		}
-		if refused(err) {
-			notify(w.refind)
+		connected, err := once()
+		if ctx.Err() != nil || errors.Is(err, errStale) {
 			return
 		}
 		if connected && time.Since(start) >= lived {
 			attempt = 0
 		}
-		w.m.log.Debug("daemon websocket", "project", w.member, "err", err, "attempt", attempt)
-		if !sleepCtx(ctx, w.m.backoff(attempt)) {
+		w.m.log.Debug(what, "project", w.member, "err", err, "attempt", attempt)
+		if backoff.Sleep(ctx, w.m.backoff(attempt)) != nil {
 			return
 		}
 		attempt++
@@ -137,22 +152,9 @@ func (w *watcher) wsOnce(ctx context.Context, d *gateway.Daemon) (connected bool
 // eventsLoop keeps a subscription to the events service, reconnecting with
 // backoff; each (re)connection is followed by a poll.
 func (w *watcher) eventsLoop(ctx context.Context, sandboxID, token string) {
-	attempt := 0
-	for ctx.Err() == nil {
-		start := time.Now()
-		connected, err := w.eventsOnce(ctx, sandboxID, token)
-		if ctx.Err() != nil {
-			return
-		}
-		if connected && time.Since(start) >= lived {
-			attempt = 0
-		}
-		w.m.log.Debug("events service", "project", w.member, "err", err, "attempt", attempt)
-		if !sleepCtx(ctx, w.m.backoff(attempt)) {
-			return
-		}
-		attempt++
-	}
+	w.redial(ctx, "events service", func() (bool, error) {
+		return w.eventsOnce(ctx, sandboxID, token)
+	})
 }
 
 // maxEventLine is the longest line accepted from the events service.

@@ -70,10 +70,10 @@ func (e Entry) Project() tasks.Project {
 	return tasks.Project{Namespace: e.Namespace, Name: e.Name}
 }
 
-// StoreOptions configures a Store.
-type StoreOptions struct {
+// StoreConfig configures a Store.
+type StoreConfig struct {
 	// MaxLen is the approximate cap of each project's stream (XADD MAXLEN
-	// ~). Default DefaultMaxLen.
+	// ~). Zero or less: DefaultMaxLen.
 	MaxLen int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -88,15 +88,21 @@ type Store struct {
 }
 
 // NewStore returns a Store over rdb.
-func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
-	s := &Store{rdb: rdb, maxLen: opts.MaxLen, now: opts.Now}
-	if s.maxLen <= 0 {
-		s.maxLen = DefaultMaxLen
+func NewStore(rdb redis.UniversalClient, cfg StoreConfig) *Store {
+	cfg.withDefaults()
+	return &Store{rdb: rdb, maxLen: cfg.MaxLen, now: cfg.Now}
+}
+
+// withDefaults fills the zero values with their documented defaults. A
+// StoreConfig has nothing to reject (NewStore returns no error): a MaxLen
+// of zero or less is the default.
+func (c *StoreConfig) withDefaults() {
+	if c.MaxLen <= 0 {
+		c.MaxLen = DefaultMaxLen
 	}
-	if s.now == nil {
-		s.now = time.Now
+	if c.Now == nil {
+		c.Now = time.Now
 	}
-	return s
 }
 
 // Redis returns the client the store uses.
@@ -492,38 +498,11 @@ func decodeCursor(c string) (int64, string, error) {
 // Entries whose last_used changes while a caller pages may be seen twice
 // or not at all; index members without a hash are skipped.
 func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error) {
-	if o.Limit <= 0 {
-		o.Limit = DefaultListLimit
+	q, err := o.query()
+	if err != nil {
+		return nil, "", err
 	}
-	if o.Limit > MaxListLimit {
-		return nil, "", fmt.Errorf("events: list limit %d is above %d", o.Limit, MaxListLimit)
-	}
-	prefix := ""
-	if o.Namespace != "" {
-		np := tasks.Project{Namespace: o.Namespace, Name: "x"}
-		if err := np.Validate(); err != nil {
-			return nil, "", fmt.Errorf("events: list: %w", err)
-		}
-		m := schema.IndexMember(np)
-		prefix = m[:len(m)-1]
-	}
-	maxScore := "+inf"
-	if !o.IdleSince.IsZero() {
-		maxScore = "(" + strconv.FormatInt(o.IdleSince.UnixMilli(), 10)
-	}
-	var afterScore int64
-	var afterMember string
-	if o.Cursor != "" {
-		var err error
-		afterScore, afterMember, err = decodeCursor(o.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		if o.IdleSince.IsZero() || afterScore < o.IdleSince.UnixMilli() {
-			maxScore = strconv.FormatInt(afterScore, 10)
-		}
-	}
-	batch := int64(o.Limit * 2)
+	batch := int64(q.limit * 2)
 	if batch < 100 {
 		batch = 100
 	}
@@ -531,69 +510,134 @@ func (s *Store) List(ctx context.Context, o ListOptions) ([]Entry, string, error
 	var offset int64
 	for {
 		zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, schema.RegistryIndexKey, &redis.ZRangeBy{
-			Max: maxScore, Min: "-inf", Offset: offset, Count: batch,
+			Max: q.maxScore, Min: "-inf", Offset: offset, Count: batch,
 		}).Result()
 		if err != nil {
 			return nil, "", fmt.Errorf("events: list: %w", err)
 		}
 		offset += int64(len(zs))
-		type cand struct {
-			p      tasks.Project
-			score  int64
-			member string
-		}
-		var cands []cand
-		for _, z := range zs {
-			member, _ := z.Member.(string)
-			score := int64(z.Score)
-			if o.Cursor != "" && (score > afterScore || (score == afterScore && member >= afterMember)) {
-				continue
-			}
-			if prefix != "" && !strings.HasPrefix(member, prefix) {
-				continue
-			}
-			p, err := ProjectOfMember(member)
-			if err != nil {
-				continue
-			}
-			cands = append(cands, cand{p, score, member})
-		}
-		if len(cands) > 0 {
-			hs := make([]*redis.MapStringStringCmd, len(cands))
-			ws := make([]*redis.StringCmd, len(cands))
-			_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-				for i, c := range cands {
-					hs[i] = pl.HGetAll(ctx, schema.RegistryKey(c.p))
-					ws[i] = pl.Get(ctx, schema.WatcherKey(c.p))
-				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return nil, "", fmt.Errorf("events: list: %w", err)
-			}
-			for i, c := range cands {
-				m := hs[i].Val()
-				if len(m) == 0 {
-					continue
-				}
-				e, err := parseEntry(m)
-				if err != nil {
-					continue
-				}
-				if o.Status != "" && e.Status != o.Status {
-					continue
-				}
-				e.Watcher = ws[i].Val()
-				out = append(out, *e)
-				if len(out) == o.Limit {
-					return out, encodeCursor(c.score, c.member), nil
-				}
-			}
+		var next string
+		out, next, err = s.addEntries(ctx, out, q, q.candidates(zs))
+		if err != nil || next != "" {
+			return out, next, err
 		}
 		if int64(len(zs)) < batch {
 			return out, "", nil
 		}
 	}
+}
+
+// listQuery is a checked ListOptions: what List reads from the index.
+type listQuery struct {
+	limit  int
+	status string
+	prefix string // of the index members of the namespace, "" for all
+	// maxScore is the ZRANGEBYSCORE max: "+inf", IdleSince (exclusive) or
+	// the cursor's score.
+	maxScore string
+	// after, with afterScore and afterMember, keeps only the members after
+	// the cursor's.
+	after       bool
+	afterScore  int64
+	afterMember string
+}
+
+func (o ListOptions) query() (listQuery, error) {
+	q := listQuery{limit: o.Limit, status: o.Status, maxScore: "+inf", after: o.Cursor != ""}
+	if q.limit <= 0 {
+		q.limit = DefaultListLimit
+	}
+	if q.limit > MaxListLimit {
+		return q, fmt.Errorf("events: list limit %d is above %d", q.limit, MaxListLimit)
+	}
+	if o.Namespace != "" {
+		np := tasks.Project{Namespace: o.Namespace, Name: "x"}
+		if err := np.Validate(); err != nil {
+			return q, fmt.Errorf("events: list: %w", err)
+		}
+		m := schema.IndexMember(np)
+		q.prefix = m[:len(m)-1]
+	}
+	if !o.IdleSince.IsZero() {
+		q.maxScore = "(" + strconv.FormatInt(o.IdleSince.UnixMilli(), 10)
+	}
+	if q.after {
+		var err error
+		q.afterScore, q.afterMember, err = decodeCursor(o.Cursor)
+		if err != nil {
+			return q, err
+		}
+		if o.IdleSince.IsZero() || q.afterScore < o.IdleSince.UnixMilli() {
+			q.maxScore = strconv.FormatInt(q.afterScore, 10)
+		}
+	}
+	return q, nil
+}
+
+// listCand is an index member that may be listed.
+type listCand struct {
+	p      tasks.Project
+	score  int64
+	member string
+}
+
+// candidates keeps the index members after the cursor, in the namespace,
+// that name a valid project.
+func (q listQuery) candidates(zs []redis.Z) []listCand {
+	var cands []listCand
+	for _, z := range zs {
+		member, _ := z.Member.(string)
+		score := int64(z.Score)
+		if q.after && (score > q.afterScore || (score == q.afterScore && member >= q.afterMember)) {
+			continue
+		}
+		if q.prefix != "" && !strings.HasPrefix(member, q.prefix) {
+			continue
+		}
+		p, err := ProjectOfMember(member)
+		if err != nil {
+			continue
+		}
+		cands = append(cands, listCand{p, score, member})
+	}
+	return cands
+}
+
+// addEntries reads the candidates' entries and watchers and appends those
+// of the wanted status to out. next is the cursor of the following page
+// once out holds a whole page, else "".
+func (s *Store) addEntries(ctx context.Context, out []Entry, q listQuery, cands []listCand) ([]Entry, string, error) {
+	if len(cands) == 0 {
+		return out, "", nil
+	}
+	hs := make([]*redis.MapStringStringCmd, len(cands))
+	ws := make([]*redis.StringCmd, len(cands))
+	_, err := s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		for i, c := range cands {
+			hs[i] = pl.HGetAll(ctx, schema.RegistryKey(c.p))
+			ws[i] = pl.Get(ctx, schema.WatcherKey(c.p))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", fmt.Errorf("events: list: %w", err)
+	}
+	for i, c := range cands {
+		m := hs[i].Val()
+		if len(m) == 0 {
+			continue
+		}
+		e, err := parseEntry(m)
+		if err != nil || (q.status != "" && e.Status != q.status) {
+			continue
+		}
+		e.Watcher = ws[i].Val()
+		out = append(out, *e)
+		if len(out) == q.limit {
+			return out, encodeCursor(c.score, c.member), nil
+		}
+	}
+	return out, "", nil
 }
 
 // Remove drops the project's registry entry and index member (its event

@@ -20,7 +20,7 @@ func intp(i int) *int { return &i }
 
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	return NewStore(redistest.New(t).Client(t), StoreOptions{})
+	return NewStore(redistest.New(t).Client(t), StoreConfig{})
 }
 
 func streamOf(t *testing.T, s *Store, p tasks.Project) []tasks.Event {
@@ -321,7 +321,7 @@ func TestStoreSandboxStatus(t *testing.T) {
 func TestStoreStreamIsCapped(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t).Client(t)
-	s := NewStore(rdb, StoreOptions{MaxLen: 100})
+	s := NewStore(rdb, StoreConfig{MaxLen: 100})
 	ctx := t.Context()
 	p := tasks.Project{Name: "busy"}
 	if err := s.Upsert(ctx, p, "sbx_1", "local"); err != nil {
@@ -347,7 +347,7 @@ func TestStoreListTouchRemove(t *testing.T) {
 	rdb := redistest.New(t).Client(t)
 	now := time.UnixMilli(1_800_000_000_000)
 	var clock sync.Mutex
-	s := NewStore(rdb, StoreOptions{Now: func() time.Time {
+	s := NewStore(rdb, StoreConfig{Now: func() time.Time {
 		clock.Lock()
 		defer clock.Unlock()
 		now = now.Add(time.Second)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -144,23 +145,10 @@ func (w *watcher) run() {
 	lastCheck := time.Now()
 	for w.ctx.Err() == nil {
 		if sess == nil {
-			if refinds > 0 && !sleepCtx(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, refinds-1)) {
+			if sess = w.openSession(refinds); sess == nil {
 				return
 			}
-			sb, id := w.resolve()
-			if sb == nil {
-				return
-			}
-			select { // a refusal seen by the session just ended is stale
-			case <-w.refind:
-			default:
-			}
-			sess = w.startSession(sb, id)
 			lastCheck = time.Now()
-			w.mu.Lock()
-			w.needWait = true
-			w.mu.Unlock()
-			notify(w.kick) // resync by polling first
 		}
 		select {
 		case <-w.ctx.Done():
@@ -173,10 +161,7 @@ func (w *watcher) run() {
 		case <-timer.C:
 		case <-w.kick:
 		}
-		w.mu.Lock()
-		check, wait := w.needCheck || time.Since(lastCheck) >= w.m.cfg.SlowPoll, w.needWait
-		w.needCheck, w.needWait = false, false
-		w.mu.Unlock()
+		check, wait := w.takeNeeds(lastCheck)
 		if check {
 			lastCheck = time.Now()
 			switch w.checkEntry(sess.sandboxID) {
@@ -203,14 +188,53 @@ func (w *watcher) run() {
 			next = min(backoffDelay(w.m.cfg.FastPoll, w.m.cfg.SlowPoll, failures), w.m.cfg.SlowPoll)
 			failures++
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(next)
+		resetTimer(timer, next)
 	}
+}
+
+// openSession resolves the sandbox and starts a session on it, after a
+// backoff when earlier sessions ended by a refusal. It returns nil when
+// the watcher should end.
+func (w *watcher) openSession(refinds int) *session {
+	if refinds > 0 && backoff.Sleep(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, refinds-1)) != nil {
+		return nil
+	}
+	sb, id := w.resolve()
+	if sb == nil {
+		return nil
+	}
+	select { // a refusal seen by the session just ended is stale
+	case <-w.refind:
+	default:
+	}
+	sess := w.startSession(sb, id)
+	w.mu.Lock()
+	w.needWait = true
+	w.mu.Unlock()
+	notify(w.kick) // resync by polling first
+	return sess
+}
+
+// takeNeeds reports, and clears, whether the registry entry must be
+// re-checked (asked for, or not checked for SlowPoll since lastCheck) and
+// whether the waiting key must be read.
+func (w *watcher) takeNeeds(lastCheck time.Time) (check, wait bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	check, wait = w.needCheck || time.Since(lastCheck) >= w.m.cfg.SlowPoll, w.needWait
+	w.needCheck, w.needWait = false, false
+	return check, wait
+}
+
+// resetTimer makes t fire after d, dropping a firing not yet received.
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
 }
 
 // resolve reads the registry entry and finds the sandbox at the gateway,
@@ -219,7 +243,7 @@ func (w *watcher) run() {
 func (w *watcher) resolve() (*gateway.Sandbox, string) {
 	log := w.m.log.With("project", w.member)
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 && !sleepCtx(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, attempt-1)) {
+		if attempt > 0 && backoff.Sleep(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, attempt-1)) != nil {
 			return nil, ""
 		}
 		e, err := w.m.store.Get(w.ctx, w.p)
@@ -340,49 +364,78 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 	w.lines = nil
 	w.mu.Unlock()
 
-	var infos []gateway.ServerInfo
-	var err error
-	if w.m.acquire(w.ctx) {
-		infos, err = sess.daemon.ListServers(w.ctx)
-		w.m.releaseSlot()
-	} else {
+	infos, polled, stop := w.listServers(sess)
+	if stop {
 		return false, true
 	}
-	if err != nil {
-		if w.ctx.Err() != nil {
-			return false, true
-		}
-		if refused(err) {
-			notify(w.refind)
-		} else {
-			w.m.log.Debug("poll servers", "project", w.member, "err", err)
-		}
-	}
-	polled := err == nil
 	now := time.Now()
-
 	var obs []observation
 	seen := map[string]string{}
 	if polled {
-		for _, in := range infos {
-			if in.Slug == "" || in.Status == "" {
-				continue
-			}
-			seen[in.Slug] = in.Status
-			obs = append(obs, observation{slug: in.Slug, st: ServerState{
-				Status: in.Status, URL: in.URL, Port: in.Port, ExitCode: in.ExitCode,
-				Error: in.Error, UpdatedAt: in.UpdatedAt,
-			}})
-		}
-		// A server that is no longer listed was deleted: it is stopped.
-		w.mu.Lock()
-		for slug, s := range w.servers {
-			if _, ok := seen[slug]; !ok && s.status != sandboxq.ServerStopped && s.status != sandboxq.ServerFailed {
-				obs = append(obs, observation{slug: slug, st: ServerState{Status: sandboxq.ServerStopped}})
-			}
-		}
-		w.mu.Unlock()
+		obs, seen = w.serverObservations(infos)
 	}
+	obs, sandboxes := mergeLines(obs, lines, polled, seen)
+	sortObservations(obs)
+	if ok, stop := w.recordServers(sess, obs, now); !ok || stop {
+		return false, stop
+	}
+	if w.recordSandboxes(sess, sandboxes) {
+		return false, true
+	}
+	return polled, false
+}
+
+// listServers asks the daemon for its servers. polled is false when it
+// could not be asked (a refusal also asks for a new session); stop is true
+// when the watcher must end.
+func (w *watcher) listServers(sess *session) (infos []gateway.ServerInfo, polled, stop bool) {
+	if !w.m.acquire(w.ctx) {
+		return nil, false, true
+	}
+	infos, err := sess.daemon.ListServers(w.ctx)
+	w.m.releaseSlot()
+	if err == nil {
+		return infos, true, false
+	}
+	if w.ctx.Err() != nil {
+		return nil, false, true
+	}
+	if gateway.IsStaleSandbox(err) {
+		notify(w.refind)
+	} else {
+		w.m.log.Debug("poll servers", "project", w.member, "err", err)
+	}
+	return nil, false, false
+}
+
+// serverObservations turns a server list into observations, adding a
+// stopped one for each server seen before and no longer listed (it was
+// deleted). seen maps each listed slug to its status.
+func (w *watcher) serverObservations(infos []gateway.ServerInfo) (obs []observation, seen map[string]string) {
+	seen = map[string]string{}
+	for _, in := range infos {
+		if in.Slug == "" || in.Status == "" {
+			continue
+		}
+		seen[in.Slug] = in.Status
+		obs = append(obs, observation{slug: in.Slug, st: ServerState{
+			Status: in.Status, URL: in.URL, Port: in.Port, ExitCode: in.ExitCode,
+			Error: in.Error, UpdatedAt: in.UpdatedAt,
+		}})
+	}
+	w.mu.Lock()
+	for slug, s := range w.servers {
+		if _, ok := seen[slug]; !ok && s.status != sandboxq.ServerStopped && s.status != sandboxq.ServerFailed {
+			obs = append(obs, observation{slug: slug, st: ServerState{Status: sandboxq.ServerStopped}})
+		}
+	}
+	w.mu.Unlock()
+	return obs, seen
+}
+
+// mergeLines adds the events service's lines to the poll's observations
+// and returns the sandbox ones apart.
+func mergeLines(obs []observation, lines []lineEvent, polled bool, seen map[string]string) ([]observation, []sandboxObservation) {
 	var sandboxes []sandboxObservation
 	for _, le := range lines {
 		switch {
@@ -397,8 +450,12 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 			obs = append(obs, *le.server)
 		}
 	}
-	// Oldest first; at equal times the line (which can only be the
-	// earlier state) first, and unknown times last.
+	return obs, sandboxes
+}
+
+// sortObservations puts obs oldest first; at equal times the line (which
+// can only be the earlier state) first, and unknown times last.
+func sortObservations(obs []observation) {
 	slices.SortStableFunc(obs, func(a, b observation) int {
 		at, bt := a.st.UpdatedAt, b.st.UpdatedAt
 		switch {
@@ -417,6 +474,12 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 		}
 		return cmp.Compare(a.slug, b.slug)
 	})
+}
+
+// recordServers writes the server observations to the store in order. ok
+// is false when one could not be written; stop is true when the watcher
+// must end.
+func (w *watcher) recordServers(sess *session, obs []observation, now time.Time) (ok, stop bool) {
 	for _, o := range obs {
 		ev, err := w.m.store.ServerStatus(w.ctx, w.p, sess.sandboxID, o.slug, o.st)
 		if errors.Is(err, ErrNotFound) {
@@ -435,6 +498,12 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 		w.noteLocked(o.slug, o.st.Status, now)
 		w.mu.Unlock()
 	}
+	return true, false
+}
+
+// recordSandboxes writes the sandbox status lines to the store; it returns
+// true when one said the sandbox is destroyed and the watcher must end.
+func (w *watcher) recordSandboxes(sess *session, sandboxes []sandboxObservation) (stop bool) {
 	for _, s := range sandboxes {
 		ev, err := w.m.store.SandboxStatus(w.ctx, w.p, sess.sandboxID, s.status, s.err)
 		if err != nil && w.ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
@@ -443,14 +512,8 @@ func (w *watcher) poll(sess *session) (ok, stop bool) {
 		w.m.emitted(ev)
 		if s.status == tasks.SandboxDestroyed {
 			w.m.stopAsync(w.p, true)
-			return false, true
+			return true
 		}
 	}
-	return polled, false
-}
-
-// refused reports a daemon answer that means our sandbox record is stale:
-// the token is refused or the sandbox is unknown.
-func refused(err error) bool {
-	return errors.Is(err, gateway.ErrUnauthorized) || errors.Is(err, gateway.ErrForbidden) || errors.Is(err, gateway.ErrNotFound)
+	return false
 }

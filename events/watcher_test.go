@@ -20,7 +20,7 @@ import (
 // stream and the registry, with no task involved.
 func TestWatcherBothSourcesLifecycleAndCrash(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	p, sb := e.sandbox("shop")
 	cfg := e.config("w1")
 	cfg.EventsAddr = e.prov.EventsAddr()
@@ -91,7 +91,7 @@ func TestWatcherBothSourcesLifecycleAndCrash(t *testing.T) {
 // it; ready comes from the signal.
 func TestWatcherWebSocketOnlyExpedited(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	p, sb := e.sandbox("shop")
 	m := e.run(e.config("w1"))
 	waitFor(t, "websocket connected", func() bool { return m.conns.connections(p, "ws") > 0 })
@@ -127,7 +127,7 @@ func TestWatcherWebSocketOnlyExpedited(t *testing.T) {
 // leaves nothing to poll (the events service covers that case).
 func TestWatcherSurvivesDroppedWebSockets(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{Faults: local.Faults{DropWebSocketsEvery: 2 * time.Second}})
+	e := newEnv(t, local.Config{Faults: local.Faults{DropWebSocketsEvery: 2 * time.Second}})
 	p, sb := e.sandbox("shop")
 	m := e.run(e.config("w1"))
 	waitFor(t, "websocket connected", func() bool { return m.conns.connections(p, "ws") > 0 })
@@ -160,7 +160,7 @@ func TestWatcherSurvivesDroppedWebSockets(t *testing.T) {
 // and frees the lease.
 func TestWatcherStopsOnDestroyed(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	p, sb := e.sandbox("shop")
 	m := e.run(e.config("w1"))
 	waitFor(t, "watching", func() bool { return m.Watching(p) && m.conns.connections(p, "ws") > 0 })
@@ -186,7 +186,7 @@ func TestWatcherStopsOnDestroyed(t *testing.T) {
 // watcher.
 func TestWatcherRecordsVanishedSandbox(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	p, sb := e.sandbox("shop")
 	if err := e.gw.Destroy(t.Context(), sb.SandboxID); err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestWatcherRecordsVanishedSandbox(t *testing.T) {
 // and stops.
 func TestWatcherNoticesSandboxGoneAtGateway(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	p, sb := e.sandbox("shop")
 	m := e.run(e.config("w1"))
 	waitFor(t, "websocket connected", func() bool { return m.conns.connections(p, "ws") > 0 })
@@ -236,7 +236,7 @@ func TestWatcherNoticesSandboxGoneAtGateway(t *testing.T) {
 // id.
 func TestWatcherFollowsReplacedSandbox(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, local.Options{})
+	e := newEnv(t, local.Config{})
 	p, old := e.sandbox("shop")
 	m := e.run(e.config("w1"))
 	waitFor(t, "websocket connected", func() bool { return m.conns.connections(p, "ws") > 0 })

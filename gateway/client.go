@@ -352,6 +352,7 @@ type transport struct {
 	userAgent string
 	logger    *slog.Logger
 	observer  func(op string, status int, d time.Duration)
+	metrics   *Metrics          // nil: not measured
 	ws        *websocket.Dialer // template for DialWS, derived from hc
 	read      readRetry         // in-call retry of idempotent reads
 }
@@ -460,6 +461,7 @@ func (t *transport) finish(ctx context.Context, r *request, safeURL string, star
 	if t.observer != nil {
 		t.observer(r.op, status, d)
 	}
+	t.metrics.Observe(r.op, status, d)
 	t.logger.DebugContext(ctx, "gateway request",
 		slog.String("op", r.op),
 		slog.String("method", r.method),

@@ -60,8 +60,11 @@
 //   - Observability. WithObserver receives every HTTP request's operation
 //     ("find_or_create", "find", "create", "get", "destroy", "extend",
 //     "daemon.health", "daemon.start_server", "daemon.dial_ws", …), status
-//     (0 on a transport error) and duration. Requests are logged at debug
-//     level to the logger from WithLogger (default: discard).
+//     (0 on a transport error) and duration. Metrics (NewMetrics, given
+//     with WithMetrics or Client.Measured) are the Prometheus series of the
+//     same: request duration by operation and status class. Requests are
+//     logged at debug level to the logger from WithLogger (default:
+//     discard).
 //   - Tracing. WithTracing makes every HTTP call made under a span a client
 //     span named after its operation ("gateway.find_or_create",
 //     "daemon.start_server") and sends the W3C context; URLs lose query and

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
 // Defaults of the in-call retry of idempotent reads (DESIGN.md §5).
@@ -27,7 +29,7 @@ type readRetry struct {
 }
 
 func defaultReadRetry() readRetry {
-	return readRetry{retries: DefaultReadRetries, base: DefaultReadRetryBase, total: DefaultReadRetryTotal, sleep: sleep}
+	return readRetry{retries: DefaultReadRetries, base: DefaultReadRetryBase, total: DefaultReadRetryTotal, sleep: backoff.Sleep}
 }
 
 // WithReadRetry sets how the idempotent reads (Find, FindOrCreate,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sandboxq/sandboxq"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
 // DefaultNamespace is used when a namespace is empty (protocol §1.6).
@@ -95,7 +96,7 @@ func (c *Client) pollCreating(ctx context.Context, op, rel string, body []byte, 
 			slog.Int("attempt", attempt),
 			slog.Duration("wait", d),
 		)
-		if err := sleep(ctx, d); err != nil {
+		if err := backoff.Sleep(ctx, d); err != nil {
 			return nil, fmt.Errorf("gateway: %s: %w", op, err)
 		}
 		wait = min(time.Duration(float64(wait)*pollBackoffMultiple), c.pollMax)
@@ -296,16 +297,4 @@ func pathSegment(what, v string) (string, error) {
 		return "", fmt.Errorf("%s %q is not a valid path segment", what, v)
 	}
 	return url.PathEscape(v), nil
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

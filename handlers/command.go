@@ -35,7 +35,7 @@ func (h *Handlers) commandRun(ctx context.Context, t *Task[tasks.CommandRun]) (a
 
 func (h *Handlers) runCommand(ctx context.Context, p tasks.CommandRun) (*CommandResult, error) {
 	var res *CommandResult
-	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d Daemon) error {
 		cctx := ctx
 		if p.TimeoutMS > 0 {
 			// Give the daemon a moment past its own timeout to answer.
@@ -106,7 +106,7 @@ func (h *Handlers) updateEnv(ctx context.Context, p tasks.EnvUpdate) (*EnvResult
 		file = tasks.DefaultEnvFile
 	}
 	res := &EnvResult{File: file}
-	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d Daemon) error {
 		if len(p.Set) > 0 {
 			keys, err := d.SetEnv(ctx, file, p.Set)
 			if err != nil {

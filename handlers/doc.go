@@ -17,7 +17,7 @@
 //
 // Every mutation of a project runs under the project's lease
 // (sandboxq:{namespace/name}:lease, owner = task id, renewed while held,
-// released by compare-and-delete; see internal/lease). A task that cannot
+// released by compare-and-delete; see schema.Acquire). A task that cannot
 // take it within Config.LeaseWait returns ErrProjectBusy. The lease is taken
 // inside the handlers, not by a middleware, because it must cover the
 // gateway calls and not the waiting: server:start and server:restart release
@@ -56,7 +56,28 @@
 // The gateway is the source of truth for a project's sandbox. Lookups are
 // remembered in-process for Config.CacheTTL (10 s by default); when a daemon
 // call made with a remembered sandbox answers 401 or 404, the sandbox is
-// looked up afresh and the call is made once more if it changed.
+// looked up afresh and the call is made once more if it changed. That rule
+// is gateway.IsStaleSandbox, which the watchers use too; a 403 is not
+// stale (the daemon refuses the operation, not the sandbox record).
+//
+// # Dependencies and tests
+//
+// The handlers depend on small interfaces declared in deps.go, where they
+// are used: Gateway (find, find-or-create, destroy), Daemon (servers,
+// files, commands, env), Store (the registry and the event stream a
+// server wait follows), Locker (project leases) and Results (a task's
+// previous result). *gateway.Client, *gateway.Daemon and *events.Store
+// satisfy them, and Config defaults Locks and Results to Redis. So each
+// handler runs in a unit test on hand-written fakes, without Redis or an
+// asynq server (handlers_unit_test.go, mock_test.go), through the same
+// decoding and result writing as a task the server hands over.
+//
+// # Metrics
+//
+// Metrics are the task series: attempt duration and outcome by type, and
+// project-busy reschedules. The gateway's request series are
+// gateway.Metrics and the watchers' are events.Metrics; worker.New
+// registers each once, and a second registration is an error.
 //
 // # Results
 //

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -81,7 +80,7 @@ func (h *Handlers) writeFiles(ctx context.Context, p tasks.FilesWrite, prev *Fil
 	for i, f := range files {
 		ops[i] = opFor(f)
 	}
-	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+	err := h.withSandbox(ctx, p.Project, boolOr(p.Ensure, true), func(_ *gateway.Sandbox, d Daemon) error {
 		return applyFiles(ctx, d, ops, res)
 	})
 	sort.Strings(res.Pending)
@@ -121,7 +120,7 @@ func opFor(f tasks.File) fileOp {
 // confirm, decodes the staged binary files, and records each outcome in
 // res. It returns an error only when nothing is known about the batch (it
 // failed as a whole) or ctx ended; every other failure is per path.
-func applyFiles(ctx context.Context, d *gateway.Daemon, ops []fileOp, res *FilesResult) error {
+func applyFiles(ctx context.Context, d Files, ops []fileOp, res *FilesResult) error {
 	batch := make([]gateway.BatchFile, len(ops))
 	for i, op := range ops {
 		batch[i] = op.wire
@@ -182,7 +181,7 @@ func stage(f tasks.File) string {
 }
 
 // sendOne performs one batch operation on its own.
-func sendOne(ctx context.Context, d *gateway.Daemon, op gateway.BatchFile) error {
+func sendOne(ctx context.Context, d Files, op gateway.BatchFile) error {
 	if op.Operation == gateway.BatchDelete {
 		err := d.DeleteFile(ctx, op.Path)
 		if errors.Is(err, gateway.ErrNotFound) {
@@ -229,23 +228,4 @@ func errorText(err error) string {
 		return fmt.Sprintf("%s (HTTP %d)", apiErr.Message, apiErr.StatusCode)
 	}
 	return err.Error()
-}
-
-// previousResult reads the result an earlier attempt of this task wrote, so
-// a retry can resume where it stopped. Any problem reading it means "start
-// over", which is always safe because every step is idempotent.
-func previousResult[R any](ctx context.Context, h *Handlers, queue, id string) *R {
-	if queue == "" || id == "" {
-		return nil
-	}
-	info, err := h.inspector.GetTaskInfo(queue, id)
-	if err != nil || len(info.Result) == 0 {
-		return nil
-	}
-	var r R
-	if err := json.Unmarshal(info.Result, &r); err != nil {
-		h.log.WarnContext(ctx, "ignoring unreadable previous result", "task_id", id, "err", err)
-		return nil
-	}
-	return &r
 }

@@ -72,7 +72,7 @@ func stagedNames(f tasks.File) (stage, tmp string) {
 
 // decodeStaged decodes the staged files and returns one outcome per file,
 // nil when it was written.
-func decodeStaged(ctx context.Context, d *gateway.Daemon, files []tasks.File) []error {
+func decodeStaged(ctx context.Context, d Commands, files []tasks.File) []error {
 	errs := make([]error, len(files))
 	for _, g := range decodeGroups(files) {
 		out, err := d.RunCommand(ctx, gateway.RunCommandRequest{Command: g.script, Cwd: g.cwd, TimeoutMS: decodeTimeoutMS})

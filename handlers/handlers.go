@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,16 +14,30 @@ import (
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
-	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
-// Config configures the task handlers. Gateway and Redis are required; every
-// other field has the default its comment states.
+// Config configures the task handlers. Gateway is required, and Redis
+// unless both Locks and Results are set; every other field has the default
+// its comment states.
 type Config struct {
-	Gateway *gateway.Client
-	Redis   redis.UniversalClient
-	Logger  *slog.Logger // default: discard
+	// Gateway finds, creates and destroys sandboxes (a *gateway.Client).
+	Gateway Gateway
+	// Daemons returns the client of a sandbox's daemon (default: the
+	// Gateway's own Daemon, when Gateway is a *gateway.Client; required
+	// otherwise).
+	Daemons func(*gateway.Sandbox) Daemon
+	// Redis holds the project leases and the task records the default
+	// Locks and Results use.
+	Redis  redis.UniversalClient
+	Logger *slog.Logger // default: discard
+
+	// Locks takes the project leases (default: leases in Redis, see
+	// LeaseTTL and LeaseWait).
+	Locks Locker
+	// Results reads a task's previous result, the checkpoint of
+	// files:write and workflow:run (default: asynq's task records in Redis).
+	Results Results
 
 	// LeaseTTL is the lifetime of a project lease between renewals
 	// (default 30 s; renewed every TTL/3 while held).
@@ -41,13 +55,14 @@ type Config struct {
 	// not (default 10 min).
 	DefaultWaitTimeout time.Duration
 
-	// Store, if set, is the sandbox registry and event store: sandbox:ensure
-	// records the sandbox there, sandbox:destroy marks it destroyed, every
-	// project task updates its last-used time, and server:start and
-	// server:restart wait for the server through the project's event stream
-	// instead of polling the daemon (PollInterval then only paces a direct
-	// read every FallbackRead, in case no watcher runs).
-	Store *events.Store
+	// Store, if set, is the sandbox registry and event store (an
+	// *events.Store): sandbox:ensure records the sandbox there,
+	// sandbox:destroy marks it destroyed, every project task updates its
+	// last-used time, and server:start and server:restart wait for the
+	// server through the project's event stream instead of polling the
+	// daemon (PollInterval then only paces a direct read every
+	// FallbackRead, in case no watcher runs).
+	Store Store
 	// Claim, if set, is called after sandbox:ensure so that a watcher
 	// starts on the sandbox at once (events.Manager.Claim).
 	Claim func(ctx context.Context, p tasks.Project) error
@@ -60,11 +75,8 @@ type Config struct {
 }
 
 func (c *Config) withDefaults() error {
-	if c.Gateway == nil {
-		return errors.New("handlers: Config.Gateway is required")
-	}
-	if c.Redis == nil {
-		return errors.New("handlers: Config.Redis is required")
+	if err := c.withPeers(); err != nil {
+		return err
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -90,17 +102,46 @@ func (c *Config) withDefaults() error {
 	if c.LeaseTTL < 30*time.Millisecond {
 		return fmt.Errorf("handlers: LeaseTTL %v is too short", c.LeaseTTL)
 	}
+	if c.Locks == nil {
+		c.Locks = &redisLocker{rdb: c.Redis, ttl: c.LeaseTTL, wait: c.LeaseWait, log: c.Logger}
+	}
+	if c.Results == nil {
+		c.Results = inspectorResults{asynq.NewInspectorFromRedisClient(c.Redis)}
+	}
+	return nil
+}
+
+// withPeers checks the required peers and fills Daemons in. A nil pointer
+// in an interface field counts as unset.
+func (c *Config) withPeers() error {
+	if gw, ok := c.Gateway.(*gateway.Client); ok {
+		if gw == nil {
+			c.Gateway = nil
+		} else if c.Daemons == nil {
+			c.Daemons = clientDaemons(gw)
+		}
+	}
+	if st, ok := c.Store.(*events.Store); ok && st == nil {
+		c.Store = nil
+	}
+	switch {
+	case c.Gateway == nil:
+		return errors.New("handlers: Config.Gateway is required")
+	case c.Daemons == nil:
+		return errors.New("handlers: Config.Daemons is required with a Gateway that is not a *gateway.Client")
+	case c.Redis == nil && (c.Locks == nil || c.Results == nil):
+		return errors.New("handlers: Config.Redis is required")
+	}
 	return nil
 }
 
 // Handlers runs every sandboxq task type against the gateway.
 type Handlers struct {
-	cfg       Config
-	log       *slog.Logger
-	gw        *gateway.Client
-	rdb       redis.UniversalClient
-	resolver  *resolver
-	inspector *asynq.Inspector
+	cfg      Config
+	log      *slog.Logger
+	gw       Gateway
+	resolver *resolver
+	results  Results
 }
 
 // New returns the handlers for cfg.
@@ -109,12 +150,11 @@ func New(cfg Config) (*Handlers, error) {
 		return nil, err
 	}
 	return &Handlers{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		gw:        cfg.Gateway,
-		rdb:       cfg.Redis,
-		resolver:  newResolver(cfg.Gateway, cfg.CacheTTL),
-		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		gw:       cfg.Gateway,
+		resolver: newResolver(cfg.Gateway, cfg.CacheTTL),
+		results:  cfg.Results,
 	}, nil
 }
 
@@ -138,101 +178,85 @@ type Task[P tasks.Payload] struct {
 	ID      string
 	Queue   string
 	Retried int
-	raw     *asynq.Task
+	result  io.Writer // nil: results are not kept
 }
 
 // SetResult writes v as the task's JSON result. The result is last-value:
 // each call replaces the previous one, which is how progress is reported
 // while the task runs.
 func (t *Task[P]) SetResult(v any) error {
-	if t.raw.ResultWriter() == nil {
+	if t.result == nil {
 		return nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	_, err = t.raw.ResultWriter().Write(b)
+	_, err = t.result.Write(b)
 	return err
 }
 
 // Func is a typed handler: it returns the task's final result, or an error.
 type Func[P tasks.Payload] func(ctx context.Context, t *Task[P]) (any, error)
 
-// register adds fn under P's type name. A non-nil result is written as the
-// task result even when fn also fails, so a failed task still shows what it
-// saw (a server's exit code, a command's output).
+// taskMeta is what asynq tells a handler about its task besides the task.
+type taskMeta struct {
+	id, queue string
+	retried   int
+	result    io.Writer // nil: results are not kept
+}
+
+// register adds fn under P's type name.
 func register[P tasks.Payload](mux *asynq.ServeMux, h *Handlers, fn Func[P]) {
 	var zero P
 	mux.HandleFunc(zero.TypeName(), func(ctx context.Context, raw *asynq.Task) error {
-		p, err := tasks.Decode[P](raw)
-		if err != nil {
-			return Permanent(err)
+		meta := taskMeta{}
+		meta.id, _ = asynq.GetTaskID(ctx)
+		meta.queue, _ = asynq.GetQueueName(ctx)
+		meta.retried, _ = asynq.GetRetryCount(ctx)
+		if rw := raw.ResultWriter(); rw != nil {
+			meta.result = rw
 		}
-		t := &Task[P]{Payload: p, raw: raw}
-		t.ID, _ = asynq.GetTaskID(ctx)
-		t.Queue, _ = asynq.GetQueueName(ctx)
-		t.Retried, _ = asynq.GetRetryCount(ctx)
-		result, err := fn(ctx, t)
-		if h.cfg.Store != nil && err == nil {
-			if proj, ok := tasks.ProjectOfPayload(p); ok && t.raw.Type() != tasks.TypeSandboxDestroy {
-				h.touch(ctx, proj)
-			}
-		}
-		if result != nil {
-			if werr := t.SetResult(result); werr != nil && err == nil {
-				err = werr
-			}
-		}
-		return err
+		return process(ctx, h, raw, meta, fn)
 	})
 }
 
-// leaseKey is the Redis key of a project's mutation lease (schema.LeaseKey).
-func leaseKey(p tasks.Project) string { return schema.LeaseKey(p) }
+// process decodes raw and runs fn on it. A non-nil result is written as the
+// task result even when fn also fails, so a failed task still shows what it
+// saw (a server's exit code, a command's output).
+func process[P tasks.Payload](ctx context.Context, h *Handlers, raw *asynq.Task, meta taskMeta, fn Func[P]) error {
+	p, err := tasks.Decode[P](raw)
+	if err != nil {
+		return Permanent(err)
+	}
+	t := &Task[P]{Payload: p, ID: meta.id, Queue: meta.queue, Retried: meta.retried, result: meta.result}
+	result, err := fn(ctx, t)
+	if h.cfg.Store != nil && err == nil {
+		if proj, ok := tasks.ProjectOfPayload(p); ok && raw.Type() != tasks.TypeSandboxDestroy {
+			h.touch(ctx, proj)
+		}
+	}
+	if result != nil {
+		if werr := t.SetResult(result); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
 
-// lock takes the project's lease for owner, waiting up to LeaseWait. The
-// returned context is cancelled if the lease is lost; release must be called.
+// lock takes the project's lease for owner through Config.Locks, in a
+// span of its own. The returned context is cancelled if the lease is lost;
+// release must be called.
 func (h *Handlers) lock(ctx context.Context, p tasks.Project, owner string) (_ context.Context, _ func(), err error) {
 	span := leaseWaitSpan(ctx, p)
 	defer func() { endLeaseWait(span, err) }()
-	if owner == "" {
-		owner = fmt.Sprintf("anon-%x", rand.Uint64())
-	}
-	key := leaseKey(p)
-	deadline := time.Now().Add(h.cfg.LeaseWait)
-	for {
-		held, err := schema.Acquire(ctx, h.rdb, key, owner, h.cfg.LeaseTTL)
-		if err == nil {
-			release := func() {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				if err := held.Release(rctx); err != nil {
-					h.log.WarnContext(ctx, "release project lease", "namespace", p.Namespace, "name", p.Name, "err", err)
-				}
-			}
-			return held.Context(), release, nil
-		}
-		if !errors.Is(err, schema.ErrHeld) {
-			return nil, nil, err
-		}
-		if !time.Now().Before(deadline) {
-			return nil, nil, fmt.Errorf("%w (%s/%s)", ErrProjectBusy, p.Namespace, p.Name)
-		}
-		// Jittered so that waiters on one project do not poll in lockstep.
-		wait := 20*time.Millisecond + time.Duration(rand.Int64N(int64(40*time.Millisecond)))
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctxErr(ctx)
-		case <-time.After(wait):
-		}
-	}
+	return h.cfg.Locks.Lock(ctx, p, owner)
 }
 
 // withSandbox resolves the project's sandbox (creating it if create) and
 // calls fn with it. If fn fails in a way that says a remembered sandbox is
 // stale, the sandbox is looked up afresh and fn runs once more on the new one.
-func (h *Handlers) withSandbox(ctx context.Context, p tasks.Project, create bool, fn func(*gateway.Sandbox, *gateway.Daemon) error) error {
+func (h *Handlers) withSandbox(ctx context.Context, p tasks.Project, create bool, fn func(*gateway.Sandbox, Daemon) error) error {
 	sb, fromCache, err := h.resolver.lookup(ctx, p, create, false)
 	if err != nil {
 		return classify(err)
@@ -247,8 +271,8 @@ func (h *Handlers) withSandbox(ctx context.Context, p tasks.Project, create bool
 			return err
 		}
 	}
-	err = fn(sb, h.gw.Daemon(sb))
-	if err == nil || !fromCache || !staleSandbox(err) {
+	err = fn(sb, h.cfg.Daemons(sb))
+	if err == nil || !fromCache || !gateway.IsStaleSandbox(err) {
 		return classify(err)
 	}
 	h.resolver.forget(p)
@@ -267,7 +291,7 @@ func (h *Handlers) withSandbox(ctx context.Context, p tasks.Project, create bool
 	if fresh.SandboxID == sb.SandboxID && fresh.Token == sb.Token {
 		return classify(err)
 	}
-	return classify(fn(fresh, h.gw.Daemon(fresh)))
+	return classify(fn(fresh, h.cfg.Daemons(fresh)))
 }
 
 func boolOr(p *bool, def bool) bool {

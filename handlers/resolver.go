@@ -13,9 +13,9 @@ import (
 // resolver maps a project to its sandbox through the gateway, the source of
 // truth, and remembers each answer for ttl so that a burst of tasks on one
 // project costs one find. A remembered answer that turns out stale (the
-// daemon says 401 or 404) is dropped and looked up again; see withSandbox.
+// daemon says 401 or 404, gateway.IsStaleSandbox) is dropped and looked up again; see withSandbox.
 type resolver struct {
-	gw  *gateway.Client
+	gw  Gateway
 	ttl time.Duration
 	now func() time.Time
 
@@ -28,7 +28,7 @@ type cached struct {
 	expires time.Time
 }
 
-func newResolver(gw *gateway.Client, ttl time.Duration) *resolver {
+func newResolver(gw Gateway, ttl time.Duration) *resolver {
 	return &resolver{gw: gw, ttl: ttl, now: time.Now, cache: make(map[tasks.Project]cached)}
 }
 
@@ -77,10 +77,4 @@ func (r *resolver) forget(p tasks.Project) {
 	r.mu.Lock()
 	delete(r.cache, p)
 	r.mu.Unlock()
-}
-
-// staleSandbox reports whether err from a daemon call suggests that the
-// remembered sandbox is gone or its token changed.
-func staleSandbox(err error) bool {
-	return errors.Is(err, gateway.ErrNotFound) || errors.Is(err, gateway.ErrUnauthorized)
 }

@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/sandboxq/sandboxq"
-	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/gateway"
-	"github.com/sandboxq/sandboxq/schema"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -63,7 +62,7 @@ func (h *Handlers) stopCancelledStart(ctx context.Context, owner string, p tasks
 	lctx, release, err := h.lock(sctx, p, owner)
 	if err == nil {
 		defer release()
-		err = h.withSandbox(lctx, p, false, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+		err = h.withSandbox(lctx, p, false, func(_ *gateway.Sandbox, d Daemon) error {
 			if cur, err := d.GetServer(lctx, res.Slug); err == nil && (cur.Status == sandboxq.ServerReady || !up(cur.Status)) {
 				return nil // it became ready meanwhile, or is not running
 			}
@@ -101,7 +100,7 @@ func (h *Handlers) startServer(ctx context.Context, owner string, p tasks.Server
 		HealthCheck:   p.HealthCheck,
 	}
 	w := serverWait{wait: p.ShouldWait(), waitFor: p.WaitFor, timeout: time.Duration(p.WaitTimeoutMS) * time.Millisecond}
-	return h.actThenWait(ctx, owner, p.Project, boolOr(p.Ensure, true), w, progress, func(ctx context.Context, d *gateway.Daemon) (*ServerResult, error) {
+	return h.actThenWait(ctx, owner, p.Project, boolOr(p.Ensure, true), w, progress, func(ctx context.Context, d Servers) (*ServerResult, error) {
 		cur, err := d.GetServer(ctx, p.Slug)
 		switch {
 		case errors.Is(err, gateway.ErrNotFound):
@@ -140,7 +139,7 @@ type serverWait struct {
 // releases the lease, and then, if asked, waits for the server act returned
 // (DESIGN.md §4.3: the lease covers the mutation, not the waiting).
 func (h *Handlers) actThenWait(ctx context.Context, owner string, p tasks.Project, create bool, w serverWait, progress func(*ServerResult),
-	act func(context.Context, *gateway.Daemon) (*ServerResult, error)) (*ServerResult, error) {
+	act func(context.Context, Servers) (*ServerResult, error)) (*ServerResult, error) {
 	lctx, release, err := h.lock(ctx, p, owner)
 	if err != nil {
 		return nil, err
@@ -152,9 +151,9 @@ func (h *Handlers) actThenWait(ctx context.Context, owner string, p tasks.Projec
 	}
 	var (
 		res    *ServerResult
-		daemon *gateway.Daemon
+		daemon Servers
 	)
-	err = h.withSandbox(lctx, p, create, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+	err = h.withSandbox(lctx, p, create, func(_ *gateway.Sandbox, d Daemon) error {
 		daemon = d
 		var err error
 		res, err = act(lctx, d)
@@ -168,7 +167,7 @@ func (h *Handlers) actThenWait(ctx context.Context, owner string, p tasks.Projec
 		return res, nil
 	}
 	progress(res)
-	return h.waitServer(ctx, p, daemon, res, fromID, w.waitFor, w.timeout, progress)
+	return h.waitServer(ctx, &serverWaiter{p: p, d: daemon, res: res, fromID: fromID, waitFor: w.waitFor, timeout: w.timeout, progress: progress})
 }
 
 // streamPosition is the id of the project's newest event, taken before a
@@ -178,7 +177,7 @@ func (h *Handlers) streamPosition(ctx context.Context, p tasks.Project) (string,
 	if !h.waitThroughEvents() {
 		return "", nil
 	}
-	id, err := schema.LastEventID(ctx, h.rdb, p)
+	id, err := h.cfg.Store.LastEventID(ctx, p)
 	if err != nil {
 		return "", fmt.Errorf("read event stream position: %w", err)
 	}
@@ -212,7 +211,7 @@ func (h *Handlers) serverStop(ctx context.Context, t *Task[tasks.ServerStop]) (a
 	}
 	defer release()
 	var res *ServerResult
-	err = h.withSandbox(lctx, p.Project, false, func(_ *gateway.Sandbox, d *gateway.Daemon) error {
+	err = h.withSandbox(lctx, p.Project, false, func(_ *gateway.Sandbox, d Daemon) error {
 		err := d.StopServer(lctx, p.Slug)
 		if errors.Is(err, gateway.ErrNotFound) {
 			res = &ServerResult{Slug: p.Slug, Status: sandboxq.ServerStopped, Action: "absent"}
@@ -240,7 +239,7 @@ func (h *Handlers) serverRestart(ctx context.Context, t *Task[tasks.ServerRestar
 
 func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.ServerRestart, progress func(*ServerResult)) (*ServerResult, error) {
 	w := serverWait{wait: p.ShouldWait(), waitFor: p.WaitFor, timeout: time.Duration(p.WaitTimeoutMS) * time.Millisecond}
-	return h.actThenWait(ctx, owner, p.Project, false, w, progress, func(ctx context.Context, d *gateway.Daemon) (*ServerResult, error) {
+	return h.actThenWait(ctx, owner, p.Project, false, w, progress, func(ctx context.Context, d Servers) (*ServerResult, error) {
 		s, err := d.RestartServer(ctx, p.Slug)
 		if err != nil {
 			return nil, err
@@ -249,141 +248,10 @@ func (h *Handlers) restartServer(ctx context.Context, owner string, p tasks.Serv
 	})
 }
 
-// waitServer waits until the server reaches the status the task waits for
-// (ready, or running with wait_for "running"), fails, stops, or the wait
-// times out; each change is reported through progress. A failed or stopped
-// server, or a timeout, ends the task as a permanent failure whose result
-// says what the server did.
-//
-// With an event store it follows the project's event stream from fromID
-// (the position before the task acted) and asks the watcher to poll fast;
-// a direct read every FallbackRead covers a project no watcher runs for.
-// Without one it polls the daemon every PollInterval.
-func (h *Handlers) waitServer(ctx context.Context, p tasks.Project, d *gateway.Daemon, res *ServerResult, fromID, waitFor string, timeout time.Duration, progress func(*ServerResult)) (*ServerResult, error) {
-	if timeout <= 0 {
-		timeout = h.cfg.DefaultWaitTimeout
-	}
-	start := time.Now()
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	action := res.Action
-	// observe takes a new state and reports whether the wait is over.
-	observe := func(next *ServerResult) bool {
-		next.Action = action
-		next.WaitedMS = time.Since(start).Milliseconds()
-		if next.Status != res.Status || next.URL != res.URL || next.Port != res.Port {
-			progress(next)
-		}
-		res = next
-		return serverDone(res, waitFor)
-	}
-	finish := func(err error) (*ServerResult, error) {
-		res.WaitedMS = time.Since(start).Milliseconds()
-		if err != nil {
-			return res, err
-		}
-		switch res.Status {
-		case sandboxq.ServerFailed:
-			return res, Permanentf("server %q failed%s", res.Slug, exitDetail(res))
-		case sandboxq.ServerStopped:
-			return res, Permanentf("server %q stopped before it was %s%s", res.Slug, waitTarget(waitFor), exitDetail(res))
-		}
-		return res, nil
-	}
-	if serverDone(res, waitFor) {
-		return finish(nil)
-	}
-	viaEvents := h.waitThroughEvents()
-	if viaEvents {
-		if err := events.Expedite(wctx, h.rdb, p, 0); err != nil {
-			h.log.WarnContext(ctx, "ask the watcher to poll fast", "namespace", p.Namespace, "name", p.Name, "err", err)
-		}
-	}
-	interval := h.cfg.PollInterval
-	if viaEvents {
-		interval = h.cfg.FallbackRead
-	}
-	// The stream after fromID can begin with the end of the server this
-	// task replaced (stopped, failed). Until the stream has shown the new
-	// run under way, an ending is checked against the daemon before it is
-	// believed.
-	seenRun := false
-	fromStream := func(st events.ServerState) bool {
-		next := &ServerResult{Slug: res.Slug, Status: st.Status, URL: st.URL, Port: st.Port, ExitCode: st.ExitCode, Error: st.Error}
-		if up(st.Status) {
-			seenRun = true
-		} else if !seenRun {
-			s, err := d.GetServer(wctx, res.Slug)
-			if err != nil || up(s.Status) {
-				return false
-			}
-			next = serverResult(s, action)
-		}
-		return observe(next)
-	}
-	for {
-		if viaEvents {
-			// Follow the stream until the next direct read is due.
-			sctx, scancel := context.WithTimeout(wctx, interval)
-			_, last, err := events.WaitServer(sctx, h.rdb, p, res.Slug, fromID, fromStream)
-			scancel()
-			if last != "" {
-				fromID = last
-			}
-			switch {
-			case err == nil:
-				return finish(nil)
-			case errors.Is(err, events.ErrSandboxDestroyed):
-				return finish(Permanentf("the sandbox was destroyed while waiting for server %q", res.Slug))
-			case ctx.Err() != nil:
-				return finish(ctxErr(ctx))
-			case wctx.Err() != nil:
-				return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
-			case !errors.Is(err, context.DeadlineExceeded):
-				h.log.WarnContext(ctx, "read events while waiting for a server", "slug", res.Slug, "err", err)
-				if !pause(wctx, h.cfg.PollInterval) {
-					continue // the deadline checks above end the wait
-				}
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-				return finish(ctxErr(ctx))
-			case <-wctx.Done():
-				return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
-			case <-time.After(interval):
-			}
-		}
-		s, err := d.GetServer(wctx, res.Slug)
-		switch {
-		case err == nil:
-			if observe(serverResult(s, action)) {
-				return finish(nil)
-			}
-		case ctx.Err() != nil:
-			return finish(ctxErr(ctx))
-		case wctx.Err() != nil:
-			return finish(Permanentf("server %q was not %s within %v (status %s)", res.Slug, waitTarget(waitFor), timeout, res.Status))
-		case gateway.IsRetryable(err):
-			// A blip while waiting is not a reason to give up, but it is a
-			// reason to slow down before asking again.
-			pause(wctx, h.cfg.PollInterval)
-		default:
-			return finish(classify(err))
-		}
-	}
-}
-
-// pause waits d or until ctx is done, and reports whether it waited d.
+// pause waits d or until ctx is done, and reports whether it waited d
+// (backoff.Sleep).
 func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.Sleep(ctx, d) == nil
 }
 
 // waitThroughEvents reports whether server waits follow the event stream.

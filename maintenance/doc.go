@@ -5,7 +5,7 @@
 // Register adds two handlers to an asynq.ServeMux:
 //
 //   - maintenance:cleanup finds live sandboxes whose registry last_used is
-//     older than the payload's idle_ttl (else Deps.IdleTTL, default 30 min)
+//     older than the payload's idle_ttl (else Config.IdleTTL, default 30 min)
 //     and enqueues sandbox:destroy for each through tasks.Client, so every
 //     destroy gets the usual retries, per-project exclusion and dedup. It
 //     does not destroy anything itself. A candidate is read again just
@@ -14,11 +14,11 @@
 //   - maintenance:reconcile asks the gateway about every registry entry:
 //     an entry whose sandbox is gone is marked destroyed (the registry
 //     emits sandbox.status_changed{destroyed}), one destroyed for longer
-//     than Deps.StaleAfter (default 24 h) is removed, one whose project now
+//     than Config.StaleAfter (default 24 h) is removed, one whose project now
 //     has another sandbox id is re-recorded, and one marked destroyed or
 //     error whose sandbox exists is marked ready. A live sandbox that no
 //     process watches gets its servers refreshed from the daemon and is
-//     handed to Deps.Claim (the events Manager). Its result is counts.
+//     handed to Config.Claim (the events Manager). Its result is counts.
 //
 // Both read the registry a page at a time. A project that cannot be
 // handled does not stop the run. Cleanup then ends with an error (so it is

@@ -36,12 +36,12 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	lp, gw := testutil.Provider(t, local.Options{})
+	lp, gw := testutil.Provider(t, local.Config{})
 	rdb := redistest.New(t).Client(t)
 	return &testBundle{
 		lp: lp, gw: gw, rdb: rdb,
 		client: tasks.NewClient(rdb),
-		store:  events.NewStore(rdb, events.StoreOptions{}),
+		store:  events.NewStore(rdb, events.StoreConfig{}),
 		insp:   asynq.NewInspectorFromRedisClient(rdb),
 		logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
@@ -58,21 +58,13 @@ func (b *testBundle) startServer(t *testing.T, mux *asynq.ServeMux, queues ...st
 			qs[q] = 1
 		}
 	}
-	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
-		Concurrency:              8,
-		Queues:                   qs,
-		TaskCheckInterval:        20 * time.Millisecond,
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		ShutdownTimeout:          5 * time.Second,
-		RetryDelayFunc:           func(int, error, *asynq.Task) time.Duration { return 50 * time.Millisecond },
-		IsFailure:                handlers.IsFailure,
-		Logger:                   asynqlog.New(b.logger),
-		LogLevel:                 asynq.WarnLevel,
+	testutil.StartAsynq(t, b.rdb, mux, asynq.Config{
+		Concurrency: 8,
+		Queues:      qs,
+		IsFailure:   handlers.IsFailure,
+		Logger:      asynqlog.New(b.logger),
+		LogLevel:    asynq.WarnLevel,
 	})
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
 }
 
 // sandboxHandlers registers sandboxq's task handlers on mux.
@@ -122,7 +114,7 @@ func (b *testBundle) mustFail(t *testing.T, e *tasks.Enqueued, err error) *tasks
 
 // storeAt is a Store whose clock says at.
 func (b *testBundle) storeAt(at time.Time) *events.Store {
-	return events.NewStore(b.rdb, events.StoreOptions{Now: func() time.Time { return at }})
+	return events.NewStore(b.rdb, events.StoreConfig{Now: func() time.Time { return at }})
 }
 
 func (b *testBundle) entry(t *testing.T, p tasks.Project) *events.Entry {

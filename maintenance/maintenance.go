@@ -17,7 +17,7 @@ import (
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
-// Defaults of Deps.
+// Defaults of Config.
 const (
 	DefaultIdleTTL    = 30 * time.Minute
 	DefaultStaleAfter = 24 * time.Hour
@@ -26,10 +26,10 @@ const (
 // pageSize is how many registry entries a run reads at a time.
 const pageSize = 200
 
-// Deps are what the maintenance handlers need. Redis is required; Gateway
+// Config is what the maintenance handlers need. Redis is required; Gateway
 // is required for reconcile. Every other field has the default its comment
 // states.
-type Deps struct {
+type Config struct {
 	Redis redis.UniversalClient
 	// Gateway is asked whether each registered sandbox still exists.
 	Gateway *gateway.Client
@@ -52,33 +52,40 @@ type Deps struct {
 	Now func() time.Time
 }
 
-func (d *Deps) withDefaults() error {
-	if d.Redis == nil {
-		return errors.New("maintenance: Deps.Redis is required")
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result.
+func (c *Config) withDefaults() error {
+	if c.Redis == nil {
+		return errors.New("maintenance: Config.Redis is required")
 	}
-	if d.Gateway == nil {
-		return errors.New("maintenance: Deps.Gateway is required")
+	if c.Gateway == nil {
+		return errors.New("maintenance: Config.Gateway is required")
 	}
-	if d.IdleTTL < 0 || d.StaleAfter < 0 {
+	if c.Store == nil {
+		c.Store = events.NewStore(c.Redis, events.StoreConfig{})
+	}
+	if c.Client == nil {
+		c.Client = tasks.NewClient(c.Redis)
+	}
+	if c.IdleTTL == 0 {
+		c.IdleTTL = DefaultIdleTTL
+	}
+	if c.StaleAfter == 0 {
+		c.StaleAfter = DefaultStaleAfter
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c.validate()
+}
+
+// validate reports a negative IdleTTL or StaleAfter.
+func (c *Config) validate() error {
+	if c.IdleTTL < 0 || c.StaleAfter < 0 {
 		return errors.New("maintenance: IdleTTL and StaleAfter must not be negative")
-	}
-	if d.Store == nil {
-		d.Store = events.NewStore(d.Redis, events.StoreOptions{})
-	}
-	if d.Client == nil {
-		d.Client = tasks.NewClient(d.Redis)
-	}
-	if d.IdleTTL == 0 {
-		d.IdleTTL = DefaultIdleTTL
-	}
-	if d.StaleAfter == 0 {
-		d.StaleAfter = DefaultStaleAfter
-	}
-	if d.Logger == nil {
-		d.Logger = slog.New(slog.DiscardHandler)
-	}
-	if d.Now == nil {
-		d.Now = time.Now
 	}
 	return nil
 }
@@ -86,7 +93,7 @@ func (d *Deps) withDefaults() error {
 // Register adds the maintenance:cleanup and maintenance:reconcile handlers
 // to mux. It panics, like asynq.ServeMux.Handle, if a type is already
 // registered.
-func Register(mux *asynq.ServeMux, deps Deps) error {
+func Register(mux *asynq.ServeMux, deps Config) error {
 	if mux == nil {
 		return errors.New("maintenance: Register: nil ServeMux")
 	}
@@ -100,7 +107,7 @@ func Register(mux *asynq.ServeMux, deps Deps) error {
 }
 
 type runner struct {
-	deps Deps
+	deps Config
 	log  *slog.Logger
 }
 

@@ -25,7 +25,7 @@ func TestCleanupDestroysIdleSandboxesOnly(t *testing.T) {
 	b := setup(t)
 	mux := asynq.NewServeMux()
 	b.sandboxHandlers(t, mux)
-	err := maintenance.Register(mux, maintenance.Deps{Redis: b.rdb, Gateway: b.gw, Store: b.store, Client: b.client, Logger: b.logger})
+	err := maintenance.Register(mux, maintenance.Config{Redis: b.rdb, Gateway: b.gw, Store: b.store, Client: b.client, Logger: b.logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestCleanupEnqueuesOneDestroyPerProject(t *testing.T) {
 	b := setup(t)
 	mux := asynq.NewServeMux()
 	// Only the maintenance queue is served: the destroys stay pending.
-	err := maintenance.Register(mux, maintenance.Deps{Redis: b.rdb, Gateway: b.gw, IdleTTL: time.Hour})
+	err := maintenance.Register(mux, maintenance.Config{Redis: b.rdb, Gateway: b.gw, IdleTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestReconcile(t *testing.T) {
 	var claimed []tasks.Project
 	mux := asynq.NewServeMux()
 	b.sandboxHandlers(t, mux)
-	err := maintenance.Register(mux, maintenance.Deps{
+	err := maintenance.Register(mux, maintenance.Config{
 		Redis: b.rdb, Gateway: b.gw, Logger: b.logger,
 		StaleAfter: time.Hour,
 		Claim: func(_ context.Context, p tasks.Project) error {
@@ -282,7 +282,7 @@ func TestReconcileFailsWhenTheGatewayIsDown(t *testing.T) {
 	b := setup(t)
 	ctx := t.Context()
 	mux := asynq.NewServeMux()
-	if err := maintenance.Register(mux, maintenance.Deps{Redis: b.rdb, Gateway: b.gw}); err != nil {
+	if err := maintenance.Register(mux, maintenance.Config{Redis: b.rdb, Gateway: b.gw}); err != nil {
 		t.Fatal(err)
 	}
 	b.startServer(t, mux)
@@ -311,7 +311,7 @@ func TestReconcileFailsWhenTheGatewayIsDown(t *testing.T) {
 func TestRegisterValidates(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	for name, deps := range map[string]maintenance.Deps{
+	for name, deps := range map[string]maintenance.Config{
 		"no redis":     {Gateway: b.gw},
 		"no gateway":   {Redis: b.rdb},
 		"negative ttl": {Redis: b.rdb, Gateway: b.gw, IdleTTL: -time.Second},
@@ -320,7 +320,7 @@ func TestRegisterValidates(t *testing.T) {
 			t.Errorf("%s: Register succeeded", name)
 		}
 	}
-	if err := maintenance.Register(nil, maintenance.Deps{Redis: b.rdb, Gateway: b.gw}); err == nil {
+	if err := maintenance.Register(nil, maintenance.Config{Redis: b.rdb, Gateway: b.gw}); err == nil {
 		t.Error("nil mux: Register succeeded")
 	}
 }

@@ -72,7 +72,7 @@ func TestReconcileCountsUncheckedAndSucceeds(t *testing.T) {
 	ctx := t.Context()
 	fg, gw := newFlakyGateway(t, b, "p-17")
 	mux := asynq.NewServeMux()
-	if err := maintenance.Register(mux, maintenance.Deps{Redis: b.rdb, Gateway: gw, Logger: b.logger}); err != nil {
+	if err := maintenance.Register(mux, maintenance.Config{Redis: b.rdb, Gateway: gw, Logger: b.logger}); err != nil {
 		t.Fatal(err)
 	}
 	b.startServer(t, mux)

@@ -42,7 +42,7 @@ type SchedulerConfig struct {
 	// DefaultCleanupSpec (every 10 min), DefaultReconcileSpec (every 5 min).
 	CleanupSpec, ReconcileSpec string
 	// CleanupIdleTTL is the idle_ttl of scheduled cleanups; 0 leaves it to
-	// the handler's default (Deps.IdleTTL).
+	// the handler's default (Config.IdleTTL).
 	CleanupIdleTTL time.Duration
 	// Location is the time zone of the specs (default UTC).
 	Location *time.Location
@@ -87,28 +87,44 @@ type Scheduler struct {
 	started atomic.Bool
 }
 
+// withDefaults checks the required fields, fills the zero values with
+// their documented defaults, then validates the result. The specs are
+// parsed by NewScheduler.
+func (c *SchedulerConfig) withDefaults() error {
+	if c.Redis == nil {
+		return errors.New("maintenance: SchedulerConfig.Redis is required")
+	}
+	if c.CleanupSpec == "" {
+		c.CleanupSpec = DefaultCleanupSpec
+	}
+	if c.ReconcileSpec == "" {
+		c.ReconcileSpec = DefaultReconcileSpec
+	}
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c.validate()
+}
+
+// validate reports a HeartbeatInterval that is not a whole number of
+// seconds and a negative CleanupIdleTTL.
+func (c *SchedulerConfig) validate() error {
+	if c.HeartbeatInterval < 0 || c.HeartbeatInterval%time.Second != 0 {
+		return fmt.Errorf("maintenance: HeartbeatInterval %v must be a whole number of seconds", c.HeartbeatInterval)
+	}
+	if c.CleanupIdleTTL < 0 {
+		return errors.New("maintenance: CleanupIdleTTL must not be negative")
+	}
+	return nil
+}
+
 // NewScheduler checks cfg; nothing runs until Run.
 func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
-	if cfg.Redis == nil {
-		return nil, errors.New("maintenance: SchedulerConfig.Redis is required")
-	}
-	if cfg.CleanupSpec == "" {
-		cfg.CleanupSpec = DefaultCleanupSpec
-	}
-	if cfg.ReconcileSpec == "" {
-		cfg.ReconcileSpec = DefaultReconcileSpec
-	}
-	if cfg.Location == nil {
-		cfg.Location = time.UTC
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.HeartbeatInterval < 0 || cfg.HeartbeatInterval%time.Second != 0 {
-		return nil, fmt.Errorf("maintenance: HeartbeatInterval %v must be a whole number of seconds", cfg.HeartbeatInterval)
-	}
-	if cfg.CleanupIdleTTL < 0 {
-		return nil, errors.New("maintenance: CleanupIdleTTL must not be negative")
+	if err := cfg.withDefaults(); err != nil {
+		return nil, err
 	}
 	s := &Scheduler{cfg: cfg, log: cfg.Logger.With("component", "maintenance.scheduler")}
 	cleanup := tasks.MaintenanceCleanup{}

@@ -22,7 +22,7 @@
 //
 //	sandboxq:{ns/name}:events (EventsKey) — stream — entries with one field
 //	    "event": the event JSON without "id" (the entry id is the event id);
-//	    capped with XADD MAXLEN ~ (events.StoreOptions.MaxLen, default
+//	    capped with XADD MAXLEN ~ (events.StoreConfig.MaxLen, default
 //	    10000) — no TTL — events.Store, in the Registry* scripts.
 //	sandboxq:{ns/name}:events (EventsChannel) — pub/sub channel — the event
 //	    JSON with "id", published right after the XADD in the same script.

@@ -13,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sandboxq/sandboxq/schema"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
 // Client enqueues tasks, waits for them and cancels them. It is safe for
@@ -280,7 +282,7 @@ func (c *Client) enqueueUnique(ctx context.Context, typ string, proj Project, ta
 				}
 				if m.State == markCreating {
 					// Another producer is enqueueing right now.
-					if err := sleepCtx(ctx, delay); err != nil {
+					if err := backoff.Sleep(ctx, delay); err != nil {
 						return nil, err
 					}
 					delay = min(2*delay, 50*time.Millisecond)
@@ -366,15 +368,4 @@ func scanOptions(opts []asynq.Option) (queue, id string, processAt time.Time) {
 		}
 	}
 	return queue, id, processAt
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

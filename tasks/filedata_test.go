@@ -2,7 +2,6 @@ package tasks_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"strings"
@@ -10,23 +9,15 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
-
-func randomBytes(t *testing.T, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // TestBinaryFileRoundTrip: the bytes of a BinaryFile survive New and
 // Decode (compressed, since 256 KiB is above the threshold) unchanged.
 func TestBinaryFileRoundTrip(t *testing.T) {
 	t.Parallel()
-	data := randomBytes(t, 256<<10)
+	data := testutil.RandomBytes(t, 256<<10)
 	f := tasks.BinaryFile("/app/logo.png", data)
 	if !f.IsBinary() || f.Size() != len(data) {
 		t.Fatalf("IsBinary %v, Size %d; want true, %d", f.IsBinary(), f.Size(), len(data))

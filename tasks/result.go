@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/schema"
 )
 
@@ -167,7 +168,7 @@ func (c *Client) Wait(ctx context.Context, queue, id string) (*Result, error) {
 				LastErr: res.LastError, Result: res.Result, Cancelled: res.Cancelled,
 			}
 		}
-		if err := sleepCtx(ctx, delay); err != nil {
+		if err := backoff.Sleep(ctx, delay); err != nil {
 			return res, err
 		}
 		delay = min(delay*3/2, 500*time.Millisecond)
@@ -239,7 +240,7 @@ func (c *Client) Cancel(ctx context.Context, queue, id string) error {
 				slog.String("task_id", id), slog.String("queue", queue))
 			return nil
 		}
-		if err := sleepCtx(ctx, delay); err != nil {
+		if err := backoff.Sleep(ctx, delay); err != nil {
 			return err
 		}
 		delay = min(2*delay, 200*time.Millisecond)

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -47,15 +46,6 @@ func noStages(t *testing.T, dir string) {
 	}
 }
 
-func randomBytes(t *testing.T, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestBinaryFileByteForByte writes 1 MiB of random bytes (certainly not
 // UTF-8) with the Go client next to a text file, and finds the same bytes
 // (sha256) in the sandbox directory of the local provider, written through
@@ -64,7 +54,7 @@ func TestBinaryFileByteForByte(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.startWorker(t, nil)
-	data := randomBytes(t, 1<<20)
+	data := testutil.RandomBytes(t, 1<<20)
 	p := proj("binary")
 	es, err := b.client.WriteFiles(t.Context(), tasks.FilesWrite{Project: p, Files: []tasks.File{
 		tasks.BinaryFile("/app/public/blob.bin", data),
@@ -119,10 +109,10 @@ func TestBinaryFileRetryResumes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	rt := &failFirstDecode{next: http.DefaultTransport}
-	lp, gw := testutil.Provider(t, local.Options{Observe: b.obs.Add}, gateway.WithHTTPClient(&http.Client{Transport: rt}))
+	lp, gw := testutil.Provider(t, local.Config{Observe: b.obs.Add}, gateway.WithHTTPClient(&http.Client{Transport: rt}))
 	b.lp, b.gw = lp, gw
 	b.startWorker(t, nil)
-	data := randomBytes(t, 64<<10)
+	data := testutil.RandomBytes(t, 64<<10)
 	p := proj("binary-retry")
 	es, err := b.client.WriteFiles(t.Context(), tasks.FilesWrite{Project: p, Files: []tasks.File{
 		{Path: "a.txt", Content: "text"},
@@ -194,11 +184,11 @@ func TestManyBinaryFilesFewCommands(t *testing.T) {
 		files = append(files, tasks.BinaryFile(path, data))
 	}
 	for i := range 300 {
-		add(fmt.Sprintf("/app/icons/i-%d.bin", i), randomBytes(t, 64+i))
-		add(fmt.Sprintf("rel/i-%d.bin", i), randomBytes(t, 64+i))
+		add(fmt.Sprintf("/app/icons/i-%d.bin", i), testutil.RandomBytes(t, 64+i))
+		add(fmt.Sprintf("rel/i-%d.bin", i), testutil.RandomBytes(t, 64+i))
 	}
-	add("/app/it's -odd.bin", randomBytes(t, 10))
-	add("-lead/x.bin", randomBytes(t, 10))
+	add("/app/it's -odd.bin", testutil.RandomBytes(t, 10))
+	add("-lead/x.bin", testutil.RandomBytes(t, 10))
 	files = append(files, tasks.BinaryFile("/app/dir", []byte{0xff}))
 	before := countCommands(b.obs.Snapshot())
 	tf := b.mustFail(t, b.ok(b.client.Enqueue(t.Context(), tasks.FilesWrite{Project: p, Files: files})))

@@ -27,7 +27,7 @@ func (b *testBundle) eventsAfter(t *testing.T, p tasks.Project, fromID string) [
 
 func (b *testBundle) registry(t *testing.T, p tasks.Project) *events.Entry {
 	t.Helper()
-	e, err := events.NewStore(b.rdb, events.StoreOptions{}).Get(t.Context(), p)
+	e, err := events.NewStore(b.rdb, events.StoreConfig{}).Get(t.Context(), p)
 	if err != nil {
 		t.Fatalf("registry entry of %s/%s: %v", p.Namespace, p.Name, err)
 	}

@@ -38,7 +38,7 @@ type testBundle struct {
 func setup(t testing.TB) *testBundle {
 	t.Helper()
 	obs := &testutil.Recorder{}
-	lp, gw := testutil.Provider(t, local.Options{Observe: obs.Add})
+	lp, gw := testutil.Provider(t, local.Config{Observe: obs.Add})
 	rdb := redistest.New(t).Client(t)
 	return &testBundle{
 		lp: lp, gw: gw, rdb: rdb,

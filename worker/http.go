@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sandboxq/sandboxq/internal/access"
 )
 
 // httpLimits are the HTTP server's timeouts and limits (serveHTTP).
@@ -27,7 +29,7 @@ type httpLimits struct {
 
 // defaultLimits close a connection that sends nothing useful within 15 s.
 // There is no write timeout: event streams and long polls end themselves
-// (api.Options.MaxStream, MaxWait, a deadline per stream write).
+// (api.Config.MaxStream, MaxWait, a deadline per stream write).
 var defaultLimits = httpLimits{readHeader: 10 * time.Second, idle: 15 * time.Second, body: 15 * time.Second, maxHeader: 64 << 10}
 
 // loopbackHosts are the Host names a loopback listener answers to without
@@ -98,25 +100,13 @@ func checkListen(cfg HTTPConfig) error {
 	if _, err := newGuard(cfg, nil); err != nil {
 		return err
 	}
-	if cfg.Addr == "" || isLoopbackAddr(cfg.Addr) {
+	if loopback, err := access.LoopbackAddr(cfg.Addr); cfg.Addr == "" || (err == nil && loopback) {
 		return nil
 	}
 	if !slices.ContainsFunc(cfg.AllowedHosts, func(h string) bool { return strings.TrimSpace(h) != "" }) {
 		return fmt.Errorf("worker: HTTP address %q is not a loopback address: set %s to the host names clients use to reach it (and set dashboard credentials and API tokens)", cfg.Addr, EnvAllowedHosts)
 	}
 	return nil
-}
-
-func isLoopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // hostName returns the lower-case host of a Host header or host[:port]

@@ -79,7 +79,7 @@ func (a *attemptCounter) attempts(id string) int {
 func TestReadFaultsAttemptHistogram(t *testing.T) {
 	t.Parallel()
 	obs := &testutil.Recorder{}
-	lp, gw := testutil.Provider(t, local.Options{Observe: obs.Add, Faults: local.Faults{
+	lp, gw := testutil.Provider(t, local.Config{Observe: obs.Add, Faults: local.Faults{
 		Seed: 9, Errors: []local.Fault{{Rate: 0.3, Status: 503, Scope: local.ScopeReads}},
 	}}, gateway.WithReadRetry(gateway.DefaultReadRetries, 5*time.Millisecond, 500*time.Millisecond))
 	counter := newAttemptCounter(slog.NewTextHandler(t.Output(), nil))

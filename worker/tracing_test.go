@@ -61,7 +61,7 @@ func newTraceFixture(t *testing.T) *traceFixture {
 	// Status 500: a failed attempt, not a read that the client may retry
 	// within the attempt.
 	faults := local.Faults{Errors: []local.Fault{{Rate: 1, Status: 500, Scope: local.ScopeDaemon}}}
-	lp, gw := testutil.Provider(t, local.Options{Observe: observe, Faults: faults}, gateway.WithTracing(tp))
+	lp, gw := testutil.Provider(t, local.Config{Observe: observe, Faults: faults}, gateway.WithTracing(tp))
 	lpRef.Store(lp)
 	f.lp = lp
 	rdb := redistest.New(t).Client(t)

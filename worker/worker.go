@@ -25,6 +25,7 @@ import (
 	"github.com/sandboxq/sandboxq/gateway"
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/asynqlog"
+	"github.com/sandboxq/sandboxq/internal/promreg"
 	"github.com/sandboxq/sandboxq/maintenance"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -71,7 +72,9 @@ type Config struct {
 	Maintenance MaintenanceConfig
 	HTTP        HTTPConfig
 	// Metrics receives the worker's Prometheus series (default: a new
-	// registry, served on /metrics).
+	// registry, served on /metrics). New registers them once, measuring
+	// every request of Gateway; a registry that already has them (another
+	// Worker's) makes New fail.
 	Metrics *prometheus.Registry
 	// TracerProvider receives the spans of task attempts, of the producer
 	// API's requests and of the enqueues they make (default: the global
@@ -98,6 +101,7 @@ type Worker struct {
 	api          *api.API
 	http         http.Handler
 	listener     net.Listener
+	metrics      *promreg.Batch // the series New registered
 	running      atomic.Bool
 }
 
@@ -131,6 +135,9 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "worker")}
 	if err := recoverBuild(w.build); err != nil {
 		w.close()
+		if w.metrics != nil {
+			w.metrics.Undo()
+		}
 		return nil, err
 	}
 	return w, nil
@@ -152,13 +159,19 @@ func recoverBuild(build func() error) (err error) {
 // build creates the components of w from w.cfg; on error the caller closes
 // what was opened.
 func (w *Worker) build() error {
-	metrics := handlers.NewMetrics(w.cfg.Metrics)
-	w.store = events.NewStore(w.cfg.Redis, events.StoreOptions{})
-	claim, err := w.buildWatchers(metrics)
+	w.metrics = promreg.NewBatch(w.cfg.Metrics)
+	m, err := newMetrics(w.metrics)
 	if err != nil {
 		return err
 	}
-	if err := w.buildTasks(metrics, claim); err != nil {
+	// Every gateway and daemon request of this worker is measured.
+	w.cfg.Gateway = w.cfg.Gateway.Measured(m.gateway)
+	w.store = events.NewStore(w.cfg.Redis, events.StoreConfig{})
+	claim, err := w.buildWatchers(m.events)
+	if err != nil {
+		return err
+	}
+	if err := w.buildTasks(m.tasks, claim); err != nil {
 		return err
 	}
 	return w.buildHTTP()
@@ -166,7 +179,7 @@ func (w *Worker) build() error {
 
 // buildWatchers creates the watcher manager unless watchers are disabled,
 // and returns its Claim (nil without watchers).
-func (w *Worker) buildWatchers(metrics *handlers.Metrics) (claim func(context.Context, tasks.Project) error, err error) {
+func (w *Worker) buildWatchers(metrics *events.Metrics) (claim func(context.Context, tasks.Project) error, err error) {
 	cfg := w.cfg
 	if !cfg.Watchers.Disabled {
 		wc := cfg.Watchers
@@ -207,7 +220,7 @@ func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Contex
 	w.mux = asynq.NewServeMux()
 	w.mux.Use(handlers.Tracing(cfg.TracerProvider), handlers.Recover(log), handlers.Logging(log), metrics.Middleware(), w.cancellation.Middleware)
 	w.handlers.Register(w.mux)
-	if err := maintenance.Register(w.mux, maintenance.Deps{
+	if err := maintenance.Register(w.mux, maintenance.Config{
 		Redis: cfg.Redis, Gateway: cfg.Gateway, Store: w.store, IdleTTL: cfg.Maintenance.IdleTTL,
 		Claim: claim, Logger: cfg.Logger.With("component", "maintenance"),
 	}); err != nil {
@@ -240,7 +253,7 @@ func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Contex
 // buildHTTP creates the dashboard and the API and opens the listener.
 func (w *Worker) buildHTTP() (err error) {
 	cfg := w.cfg
-	if w.dash, err = dashboard.New(dashboard.Options{
+	if w.dash, err = dashboard.New(dashboard.Config{
 		Redis: cfg.Redis, RootPath: cfg.HTTP.DashboardPath, ReadOnly: cfg.HTTP.ReadOnly, Auth: cfg.HTTP.Auth,
 		ListenAddr: cfg.HTTP.Addr, Store: w.store, Metrics: cfg.Metrics, PrometheusAddr: cfg.HTTP.PrometheusAddr,
 		Ready: w.ready, Logger: cfg.Logger.With("component", "dashboard"),
@@ -253,7 +266,7 @@ func (w *Worker) buildHTTP() (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", w.dash)
 	if !cfg.HTTP.APIDisabled {
-		if w.api, err = api.New(api.Options{
+		if w.api, err = api.New(api.Config{
 			Client: tasks.NewClient(cfg.Redis, tasks.WithTracerProvider(cfg.TracerProvider)), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
 			Gateway: cfg.Gateway, ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
 			Queues: slices.Collect(maps.Keys(cfg.Queues)), TracerProvider: cfg.TracerProvider,
@@ -378,3 +391,28 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // Ping reports whether the worker's Redis answers.
 func (w *Worker) Ping() error { return w.server.Ping() }
+
+// metrics are the worker's Prometheus series, each owned by the package
+// that measures it and registered here once.
+type metrics struct {
+	gateway *gateway.Metrics
+	events  *events.Metrics
+	tasks   *handlers.Metrics
+}
+
+// newMetrics registers every series on reg; a registry that already has
+// them (another Worker's) is an error, not a silent share.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var m metrics
+	var err error
+	if m.gateway, err = gateway.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.events, err = events.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if m.tasks, err = handlers.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}

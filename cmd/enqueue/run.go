@@ -204,32 +204,49 @@ func (a *app) runCommand(ctx context.Context, cmd *command, args []string) int {
 	if err != nil {
 		return a.usageError(cmd, err)
 	}
+	switch {
+	case cmd.task != nil:
+		return a.runTaskCommand(ctx, inv, pos)
+	case cmd.watch != nil:
+		return a.runWatchCommand(ctx, inv, pos)
+	}
+	return a.runEnqueueCommand(ctx, inv, pos)
+}
+
+// runTaskCommand runs a command about one task (status, wait, cancel...).
+func (a *app) runTaskCommand(ctx context.Context, inv *invocation, pos []string) int {
+	cmd := inv.cmd
+	if len(pos) != 1 {
+		return a.usageError(cmd, usagef("want exactly one task id, got %d arguments", len(pos)))
+	}
+	return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
+		return cmd.task(&taskCtx{ctx: ctx, app: a, cl: cl, c: &inv.c, id: pos[0]})
+	})
+}
+
+// runWatchCommand runs a command that follows a project's events.
+func (a *app) runWatchCommand(ctx context.Context, inv *invocation, pos []string) int {
+	cmd := inv.cmd
+	if len(pos) > 0 {
+		return a.usageError(cmd, usagef("unexpected argument %q", pos[0]))
+	}
+	p := tasks.Project{Namespace: inv.c.namespace, Name: inv.c.name}.Normalize()
+	if err := p.Validate(); err != nil {
+		fmt.Fprintf(a.stderr, "enqueue: %v\n", err)
+		return exitUsage
+	}
+	return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
+		return a.watch(ctx, cl, p, cmd.watch, inv.c.jsonOut)
+	})
+}
+
+// runEnqueueCommand builds a command's task from its flags and arguments,
+// validates it before connecting (so bad input is exit 2 even without
+// Redis), and enqueues it.
+func (a *app) runEnqueueCommand(ctx context.Context, inv *invocation, pos []string) int {
+	cmd := inv.cmd
 	set := map[string]bool{}
 	inv.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-
-	if cmd.task != nil {
-		if len(pos) != 1 {
-			return a.usageError(cmd, usagef("want exactly one task id, got %d arguments", len(pos)))
-		}
-		return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
-			return cmd.task(&taskCtx{ctx: ctx, app: a, cl: cl, c: &inv.c, id: pos[0]})
-		})
-	}
-
-	if cmd.watch != nil {
-		if len(pos) > 0 {
-			return a.usageError(cmd, usagef("unexpected argument %q", pos[0]))
-		}
-		p := tasks.Project{Namespace: inv.c.namespace, Name: inv.c.name}.Normalize()
-		if err := p.Validate(); err != nil {
-			fmt.Fprintf(a.stderr, "enqueue: %v\n", err)
-			return exitUsage
-		}
-		return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
-			return a.watch(ctx, cl, p, cmd.watch, inv.c.jsonOut)
-		})
-	}
-
 	in := &buildInput{
 		project:      tasks.Project{Namespace: inv.c.namespace, Name: inv.c.name},
 		namespaceSet: set["namespace"], nameSet: set["name"],
@@ -247,7 +264,6 @@ func (a *app) runCommand(ctx context.Context, cmd *command, args []string) int {
 		fmt.Fprintf(a.stderr, "enqueue: invalid name: --name is required\n")
 		return exitUsage
 	}
-	// Validate before connecting, so bad input is exit 2 even without Redis.
 	if req.payload != nil {
 		err = req.payload.Validate()
 	} else {
@@ -257,39 +273,55 @@ func (a *app) runCommand(ctx context.Context, cmd *command, args []string) int {
 		fmt.Fprintf(a.stderr, "enqueue: %v\n", err)
 		return exitUsage
 	}
-	var opts []asynq.Option
-	if set["queue"] {
-		if strings.TrimSpace(inv.c.queue) == "" {
-			return a.usageError(cmd, usagef("--queue must not be empty"))
-		}
-		opts = append(opts, asynq.Queue(inv.c.queue))
-	}
-	if set["max-retry"] {
-		if inv.c.maxRetry < 0 {
-			return a.usageError(cmd, usagef("--max-retry must not be negative"))
-		}
-		opts = append(opts, asynq.MaxRetry(inv.c.maxRetry))
+	opts, err := enqueueOptions(&inv.c, set)
+	if err != nil {
+		return a.usageError(cmd, err)
 	}
 	return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
-		var list []*tasks.Enqueued
-		var err error
-		if req.files != nil {
-			list, err = cl.WriteFiles(ctx, *req.files, opts...)
-		} else {
-			var e *tasks.Enqueued
-			e, err = cl.Enqueue(ctx, req.payload, opts...)
-			if e != nil {
-				list = append(list, e)
-			}
-		}
-		if err != nil {
-			for _, e := range list {
-				fmt.Fprintf(a.stderr, "enqueue: %s %s was enqueued on queue %s before the error\n", e.Type, e.ID, e.Queue)
-			}
-			return a.fail(err)
-		}
-		return a.report(ctx, cl, &inv.c, list, req.files != nil)
+		return a.enqueue(ctx, cl, &inv.c, req, opts)
 	})
+}
+
+// enqueueOptions turns the --queue and --max-retry flags, where given, into
+// asynq options.
+func enqueueOptions(c *common, set map[string]bool) ([]asynq.Option, error) {
+	var opts []asynq.Option
+	if set["queue"] {
+		if strings.TrimSpace(c.queue) == "" {
+			return nil, usagef("--queue must not be empty")
+		}
+		opts = append(opts, asynq.Queue(c.queue))
+	}
+	if set["max-retry"] {
+		if c.maxRetry < 0 {
+			return nil, usagef("--max-retry must not be negative")
+		}
+		opts = append(opts, asynq.MaxRetry(c.maxRetry))
+	}
+	return opts, nil
+}
+
+// enqueue sends req and reports what was enqueued; on an error it names the
+// tasks enqueued before it.
+func (a *app) enqueue(ctx context.Context, cl *tasks.Client, c *common, req *request, opts []asynq.Option) int {
+	var list []*tasks.Enqueued
+	var err error
+	if req.files != nil {
+		list, err = cl.WriteFiles(ctx, *req.files, opts...)
+	} else {
+		var e *tasks.Enqueued
+		e, err = cl.Enqueue(ctx, req.payload, opts...)
+		if e != nil {
+			list = append(list, e)
+		}
+	}
+	if err != nil {
+		for _, e := range list {
+			fmt.Fprintf(a.stderr, "enqueue: %s %s was enqueued on queue %s before the error\n", e.Type, e.ID, e.Queue)
+		}
+		return a.fail(err)
+	}
+	return a.report(ctx, cl, c, list, req.files != nil)
 }
 
 // withClient connects to Redis, checks it answers, and runs f with a

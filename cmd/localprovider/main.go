@@ -10,7 +10,7 @@
 // It prints the gateway URL, the API key and a curl example to stdout, logs
 // to stderr, and runs until SIGINT or SIGTERM, when it stops every process
 // it started. All behaviour lives in package gateway/local; this command only
-// turns flags into its Options.
+// turns flags into its Config.
 package main
 
 import (
@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageError{fmt.Errorf("-log-level %q: want debug, info, warn or error", *logLevel)}
 	}
-	opts := local.Options{
+	opts := local.Config{
 		Addr:             *addr,
 		AllowNonLoopback: *allowRemote,
 		Root:             *root,

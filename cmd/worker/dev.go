@@ -43,7 +43,7 @@ func startLocalProvider(addr, root string, key secret.Secret, logger *slog.Logge
 	if err := protectEnviron(); err != nil {
 		logger.Warn("cannot hide this process's environment from sandbox commands", "err", err)
 	}
-	lp, err := local.Start(local.Options{Addr: addr, Root: root, APIKey: key, Logger: logger.With("component", "local-provider")})
+	lp, err := local.Start(local.Config{Addr: addr, Root: root, APIKey: key, Logger: logger.With("component", "local-provider")})
 	if err != nil {
 		return nil, fmt.Errorf("-dev: start local provider: %w", err)
 	}

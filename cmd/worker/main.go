@@ -32,6 +32,8 @@ import (
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/redislog"
 	"github.com/sandboxq/sandboxq/internal/redisurl"
+	"github.com/sandboxq/sandboxq/internal/secret"
+	"github.com/sandboxq/sandboxq/internal/tracing"
 	"github.com/sandboxq/sandboxq/worker"
 )
 
@@ -50,28 +52,12 @@ func main() {
 // run is the whole program; main only adds the process around it. ready,
 // when the worker is up, receives what it connected to (tests use it).
 func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dev := fs.Bool("dev", false, "development mode: embedded Redis if none answers on 127.0.0.1:6379, local provider if COMPUTESDK_API_KEY is unset")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: worker [-dev]\n\nRuns sandboxq's task processor. Configuration comes from the environment (see README).\n\nExamples:\n  go run ./cmd/worker -dev\n  COMPUTESDK_API_KEY=… REDIS_URL=redis://127.0.0.1:6379 worker\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	dev, err := parseFlags(args, stderr)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
-	}
-
-	var cfg Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: env}); err != nil {
-		return fmt.Errorf("configuration: %s", envErrorText(err))
-	}
-	if err := cfg.validate(*dev); err != nil {
-		return err
-	}
-	if err := cfg.validateRanges(env); err != nil {
+	cfg, err := loadConfig(ctx, env, dev)
+	if err != nil {
 		return err
 	}
 	logger, err := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
@@ -91,29 +77,20 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		}
 	}()
 
-	rdb, redisDesc, closeRedis, err := openRedis(ctx, cfg.RedisURL, *dev, logger)
+	rdb, redisDesc, closeRedis, err := openRedis(ctx, cfg.RedisURL, dev, logger)
 	if err != nil {
 		return err
 	}
 	closers = append(closers, closeRedis)
 
-	gwURL, apiKey, gwDesc := cfg.GatewayURL, cfg.APIKey, redactURL(cfg.GatewayURL)
-	pathStyle := gateway.PathSingular
-	if cfg.GatewayPath == "plural" {
-		pathStyle = gateway.PathPlural
+	gwURL, apiKey, gwDesc, closeLocal, err := gatewayTarget(&cfg, dev, logger, stdout)
+	if err != nil {
+		return err
 	}
-	if *dev && cfg.APIKey.IsZero() {
-		lp, err := startLocalProvider(cfg.LocalAddr, cfg.LocalRoot, cfg.LocalAPIKey, logger)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, lp.Close)
-		gwURL, apiKey = lp.URL(), lp.APIKey()
-		gwDesc = lp.URL() + " (local provider, sandboxes in " + lp.Root() + ")"
-		fmt.Fprintf(stdout, "local provider: %s\n", lp.URL())
+	if closeLocal != nil {
+		closers = append(closers, closeLocal)
 	}
 	metricsReg := prometheus.NewRegistry()
-	gwMetrics := handlers.NewMetrics(metricsReg)
 	tp, err := setupTracing(ctx, env, logger)
 	if err != nil {
 		return err
@@ -125,7 +102,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	if err != nil {
 		return err
 	}
-	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle), gateway.WithLogger(logger), gateway.WithObserver(gwMetrics.GatewayObserver()), gate}
+	opts := []gateway.Option{gateway.WithAPIKey(apiKey), gateway.WithPathStyle(pathStyle(cfg.GatewayPath)), gateway.WithLogger(logger), gate}
 	if tp != nil {
 		opts = append(opts, gateway.WithTracing(tp))
 	}
@@ -137,8 +114,74 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return fmt.Errorf("gateway: %w", err)
 	}
 
+	w, err := worker.New(workerConfig(&cfg, rdb, gw, logger, metricsReg, tp))
+	if err != nil {
+		return workerError(err, env)
+	}
+	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", dev,
+		"concurrency", cfg.Concurrency, "gateway_rate", limit.String(), "dashboard", dashboardURL(w.Addr(), cfg.DashboardPath), "events_service", cfg.EventsAddr)
+	return w.Run(ctx)
+}
+
+// parseFlags reads the command line: -dev and nothing else.
+func parseFlags(args []string, stderr io.Writer) (dev bool, err error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	devFlag := fs.Bool("dev", false, "development mode: embedded Redis if none answers on 127.0.0.1:6379, local provider if COMPUTESDK_API_KEY is unset")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: worker [-dev]\n\nRuns sandboxq's task processor. Configuration comes from the environment (see README).\n\nExamples:\n  go run ./cmd/worker -dev\n  COMPUTESDK_API_KEY=… REDIS_URL=redis://127.0.0.1:6379 worker\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return false, err
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected arguments %q (see -h)", fs.Args())
+	}
+	return *devFlag, nil
+}
+
+// loadConfig reads the configuration from env and checks it.
+func loadConfig(ctx context.Context, env envconfig.Lookuper, dev bool) (Config, error) {
+	var cfg Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: env}); err != nil {
+		return cfg, fmt.Errorf("configuration: %s", envErrorText(err))
+	}
+	if err := cfg.validate(dev); err != nil {
+		return cfg, err
+	}
+	if err := cfg.validateRanges(env); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// pathStyle is the gateway path style GATEWAY_PATH names.
+func pathStyle(name string) gateway.PathStyle {
+	if name == "plural" {
+		return gateway.PathPlural
+	}
+	return gateway.PathSingular
+}
+
+// gatewayTarget is the gateway the worker talks to: the configured one or,
+// with -dev and no API key, a local provider it starts (close stops it).
+func gatewayTarget(cfg *Config, dev bool, logger *slog.Logger, stdout io.Writer) (url string, apiKey secret.Secret, desc string, close func() error, err error) {
+	if !dev || !cfg.APIKey.IsZero() {
+		return cfg.GatewayURL, cfg.APIKey, redactURL(cfg.GatewayURL), nil, nil
+	}
+	lp, err := startLocalProvider(cfg.LocalAddr, cfg.LocalRoot, cfg.LocalAPIKey, logger)
+	if err != nil {
+		return "", secret.Secret{}, "", nil, err
+	}
+	fmt.Fprintf(stdout, "local provider: %s\n", lp.URL())
+	return lp.URL(), lp.APIKey(), lp.URL() + " (local provider, sandboxes in " + lp.Root() + ")", lp.Close, nil
+}
+
+// workerConfig is the library configuration of the worker.
+func workerConfig(cfg *Config, rdb redis.UniversalClient, gw *gateway.Client, logger *slog.Logger, reg *prometheus.Registry, tp *tracing.Provider) worker.Config {
 	readOnly := cfg.DashboardReadOnly
-	w, err := worker.New(worker.Config{
+	return worker.Config{
 		Redis:           rdb,
 		Gateway:         gw,
 		Logger:          logger,
@@ -146,7 +189,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		Queues:          cfg.Queues,
 		ShutdownTimeout: cfg.shutdownTimeout(),
 		Handlers:        handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
-		Metrics:         metricsReg,
+		Metrics:         reg,
 		TracerProvider:  traceProvider(tp),
 		Watchers: worker.WatcherConfig{
 			Disabled: cfg.WatchersOff, OwnerID: cfg.OwnerID, Cap: cfg.WatcherCap,
@@ -159,13 +202,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			APITokens: cfg.APITokens, APIDisabled: cfg.APIDisabled, PrometheusAddr: cfg.PrometheusAddr,
 			AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.APIAllowedOrigins,
 		},
-	})
-	if err != nil {
-		return workerError(err, env)
 	}
-	logger.Info("sandboxq worker starting", "redis", redisDesc, "gateway", gwDesc, "provider", cfg.Provider, "dev", *dev,
-		"concurrency", cfg.Concurrency, "gateway_rate", limit.String(), "dashboard", dashboardURL(w.Addr(), cfg.DashboardPath), "events_service", cfg.EventsAddr)
-	return w.Run(ctx)
 }
 
 // printError prints the error that ends the program as one line: a JSON

@@ -65,7 +65,7 @@ func gatewayGate(rdb redis.UniversalClient, cfg *Config, reg prometheus.Register
 	if cfg.GatewayRateWait <= 0 {
 		return nil, limit, fmt.Errorf("SANDBOXQ_GATEWAY_RATE_WAIT=%v: want a positive duration", cfg.GatewayRateWait)
 	}
-	g, err := ratelimit.New(rdb, ratelimit.Options{Limit: limit, MaxWait: cfg.GatewayRateWait, Metrics: reg})
+	g, err := ratelimit.New(rdb, ratelimit.Config{Limit: limit, MaxWait: cfg.GatewayRateWait, Metrics: reg})
 	if err != nil {
 		return nil, limit, err
 	}

@@ -84,7 +84,7 @@ func TestNodeReadsStream(t *testing.T) {
 	t.Parallel()
 	bin := node(t)
 	db := redistest.New(t)
-	s := events.NewStore(db.Client(t), events.StoreOptions{})
+	s := events.NewStore(db.Client(t), events.StoreConfig{})
 	p, want := project(t, s, "stream")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -112,7 +112,7 @@ func TestNodeSubscribes(t *testing.T) {
 	t.Parallel()
 	bin := node(t)
 	db := redistest.New(t)
-	s := events.NewStore(db.Client(t), events.StoreOptions{})
+	s := events.NewStore(db.Client(t), events.StoreConfig{})
 	// Pub/sub is shared by every database: a name of this test only.
 	p := tasks.Project{Namespace: "team/a%b", Name: "subscribe-" + strings.ReplaceAll(t.Name(), "/", "-")}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

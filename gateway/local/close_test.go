@@ -42,7 +42,7 @@ func ownGoroutines() []string {
 // process, goroutine, connection or file is left. It is not parallel, so
 // the goroutines it inspects are its own.
 func TestCloseLeavesNothing(t *testing.T) {
-	p, err := Start(Options{Logger: testLogger(t), Faults: Faults{DropWebSocketsEvery: time.Hour}})
+	p, err := Start(Config{Logger: testLogger(t), Faults: Faults{DropWebSocketsEvery: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	var mu sync.Mutex
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p := startProvider(t, Options{Logger: logger})
+	p := startProvider(t, Config{Logger: logger})
 	s := newSandbox(t, p, map[string]any{"name": "logged"})
 	s.must(http.StatusCreated, http.MethodPost, "/files", map[string]any{"path": "a", "content": "b"})
 	do(t, http.MethodGet, s.rec.URL+"/health?token="+s.rec.Token, nil, nil)

@@ -30,7 +30,7 @@ func TestConformanceOfficialClient(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "computesdk")); err != nil {
 		t.Fatalf("vendored client missing: %v", err)
 	}
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()

@@ -64,7 +64,7 @@
 //     relative paths. Nothing is isolated beyond the file API.
 //   - Commands and servers do not inherit the provider's environment
 //     (which may hold the embedding process's credentials): they get PATH
-//     (Options.Path), HOME, TMPDIR (the sandbox's /tmp, created on first
+//     (Config.Path), HOME, TMPDIR (the sandbox's /tmp, created on first
 //     use), the host's LANG, LANGUAGE, LC_* and TZ, PORT (servers), the
 //     sandbox's create-time envs and their own env. They still run as this
 //     process's user and are its children: on Linux a process of the same
@@ -138,7 +138,7 @@
 //     becoming ready emits port{type:open} then server-ready; its process
 //     ending after that emits port{type:close}; failing emits error.
 //   - Events pub/sub (protocol §4.2) listens on a loopback port of its own
-//     (Options.EventsAddr, Provider.EventsAddr). The access token of a
+//     (Config.EventsAddr, Provider.EventsAddr). The access token of a
 //     sandbox is its daemon token. It emits server.status_changed
 //     {serverName, status, url?, error?} on every status (or url) change
 //     of a managed server, with the timestamp of the change (the server's
@@ -172,7 +172,7 @@
 //   - Close stops everything it started and waits for it: in-flight
 //     requests (commands are killed), every server process, every
 //     WebSocket goroutine; then it removes a temporary Root. A Root given
-//     in Options is left in place.
+//     in Config is left in place.
 //   - Logs (debug level: one line per request) carry method, escaped path
 //     and sandbox id, never the query, the API key or a token.
 package local

@@ -67,7 +67,7 @@ func TestFormatEnvLineRoundTrips(t *testing.T) {
 
 func TestEnvEndpoints(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	dir := s.dir()
 

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -167,19 +166,6 @@ func writeFault(w http.ResponseWriter, scope string, f Fault) {
 	writeDaemonError(w, status, msg)
 }
 
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
 // dropLoop closes every WebSocket abruptly every DropWebSocketsEvery. It
 // re-reads the period whenever SetFaults is called and exits on Close.
 func (p *Provider) dropLoop() {
@@ -222,13 +208,7 @@ func (p *Provider) dropWebSockets() {
 	p.mu.Unlock()
 	n := 0
 	for _, s := range all {
-		s.mu.Lock()
-		conns := make([]*wsConn, 0, len(s.conns))
-		for c := range s.conns {
-			conns = append(conns, c)
-		}
-		s.mu.Unlock()
-		for _, c := range conns {
+		for _, c := range s.connList() {
 			c.drop()
 			n++
 		}

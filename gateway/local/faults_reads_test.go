@@ -10,7 +10,7 @@ import (
 // mutates.
 func TestFaultScopeReads(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	if err := p.SetFaults(Faults{Errors: []Fault{{Rate: 1, Scope: ScopeReads}}}); err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func (o *observer) all() []Observation {
 func TestFaultErrors(t *testing.T) {
 	t.Parallel()
 	var o observer
-	p := startProvider(t, Options{Observe: o.record})
+	p := startProvider(t, Config{Observe: o.record})
 	s := newSandbox(t, p, nil)
 	if err := p.SetFaults(Faults{Errors: []Fault{{Rate: 1, Status: 429, RetryAfter: 1500 * time.Millisecond, Scope: ScopeGateway}}}); err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestFaultErrors(t *testing.T) {
 
 func TestFaultSeedIsDeterministic(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{Faults: Faults{Errors: []Fault{{Rate: 0.5}}, Seed: 42}})
+	p := startProvider(t, Config{Faults: Faults{Errors: []Fault{{Rate: 0.5}}, Seed: 42}})
 	run := func() []int {
 		var out []int
 		for range 40 {
@@ -114,7 +114,7 @@ func TestFaultSeedIsDeterministic(t *testing.T) {
 
 func TestFaultLatency(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{Faults: Faults{Latency: 150 * time.Millisecond}})
+	p := startProvider(t, Config{Faults: Faults{Latency: 150 * time.Millisecond}})
 	start := time.Now()
 	gw(t, p, http.MethodPost, "/v1/sandboxes/find", map[string]any{"name": "x"})
 	if d := time.Since(start); d < 150*time.Millisecond {
@@ -132,9 +132,9 @@ func TestFaultValidation(t *testing.T) {
 		{Errors: []Fault{{Rate: 1, RetryAfter: -time.Second}}},
 		{Latency: -time.Second},
 	}
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	for _, f := range bad {
-		if _, err := Start(Options{Faults: f}); err == nil {
+		if _, err := Start(Config{Faults: f}); err == nil {
 			t.Errorf("Start accepted %+v", f)
 		}
 		if err := p.SetFaults(f); err == nil {
@@ -148,7 +148,7 @@ func TestFaultValidation(t *testing.T) {
 func TestObserve(t *testing.T) {
 	t.Parallel()
 	var o observer
-	p := startProvider(t, Options{Observe: o.record})
+	p := startProvider(t, Config{Observe: o.record})
 	s := newSandbox(t, p, map[string]any{"namespace": "ns", "name": "proj"})
 	s.must(http.StatusCreated, http.MethodPost, "/files", map[string]any{"path": "a", "content": "b"})
 	do(t, http.MethodGet, s.rec.URL+"/files?token="+s.rec.Token, nil, nil)

@@ -22,7 +22,7 @@ type fileData struct {
 
 func TestFilesCRUDAndEncodings(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	dir := s.dir()
 
@@ -111,7 +111,7 @@ func TestFilesCRUDAndEncodings(t *testing.T) {
 
 func TestFileSizeLimit(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{MaxFileSize: 1000})
+	p := startProvider(t, Config{MaxFileSize: 1000})
 	s := newSandbox(t, p, nil)
 	s.must(http.StatusCreated, http.MethodPost, "/files", map[string]any{"path": "ok", "content": strings.Repeat("a", 1000)})
 	msg := s.must(http.StatusRequestEntityTooLarge, http.MethodPost, "/files", map[string]any{"path": "big", "content": strings.Repeat("a", 1001)}).errorText(t)
@@ -130,7 +130,7 @@ func TestFileSizeLimit(t *testing.T) {
 
 func TestFilesBatch(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	dir := s.dir()
 	if err := os.WriteFile(filepath.Join(dir, "old.txt"), []byte("x"), 0o644); err != nil {
@@ -192,7 +192,7 @@ func TestFilesBatch(t *testing.T) {
 
 func TestFilesConcurrentWritesStayWhole(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	const writers = 8
 	contents := make([]string, writers)
@@ -243,7 +243,7 @@ func TestFilesConcurrentWritesStayWhole(t *testing.T) {
 // checks the file system outside it afterwards.
 func TestFileEscapes(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	dir := s.dir()
 	outside := t.TempDir()

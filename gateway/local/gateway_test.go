@@ -21,7 +21,7 @@ type envelope struct {
 
 func TestGatewayBothPathStyles(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	idRE := regexp.MustCompile(`^sbx_[0-9a-f]{16}$`)
 	for _, prefix := range []string{"/v1/sandbox", "/v1/sandboxes"} {
 		t.Run(strings.TrimPrefix(prefix, "/v1/"), func(t *testing.T) {
@@ -125,7 +125,7 @@ func TestGatewayBothPathStyles(t *testing.T) {
 
 func TestGatewayAuth(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{APIKey: secret.New("local_test_key")})
+	p := startProvider(t, Config{APIKey: secret.New("local_test_key")})
 	if p.APIKey().Reveal() != "local_test_key" {
 		t.Fatalf("APIKey %q", p.APIKey().Reveal())
 	}
@@ -177,7 +177,7 @@ func TestGatewayAuth(t *testing.T) {
 
 func TestFindOrCreateConcurrentCreatesOne(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	const n = 50
 	ids := make([]string, n)
 	var wg sync.WaitGroup
@@ -233,7 +233,7 @@ func TestFindOrCreateConcurrentCreatesOne(t *testing.T) {
 
 func TestGatewayRejectsBadInput(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	cases := []struct {
 		name, method, path string
 		body               any
@@ -267,14 +267,14 @@ func TestGatewayRejectsBadInput(t *testing.T) {
 func TestStartRefusesNonLoopback(t *testing.T) {
 	t.Parallel()
 	for _, addr := range []string{":0", "0.0.0.0:0", "[::]:0"} {
-		if p, err := Start(Options{Addr: addr}); err == nil {
+		if p, err := Start(Config{Addr: addr}); err == nil {
 			p.Close()
 			t.Errorf("Start(%q) succeeded without AllowNonLoopback", addr)
 		} else if !strings.Contains(err.Error(), "AllowNonLoopback") {
 			t.Errorf("Start(%q): %v", addr, err)
 		}
 	}
-	p := startProvider(t, Options{Addr: "localhost:0"})
+	p := startProvider(t, Config{Addr: "localhost:0"})
 	if !strings.HasPrefix(p.URL(), "http://127.0.0.1:") && !strings.HasPrefix(p.URL(), "http://[::1]:") {
 		t.Errorf("URL %q", p.URL())
 	}

@@ -73,7 +73,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // startProvider starts a provider closed at the end of the test.
-func startProvider(t *testing.T, opts Options) *Provider {
+func startProvider(t *testing.T, opts Config) *Provider {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)

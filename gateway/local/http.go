@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
 // maxJSONBody bounds request bodies that are not file contents.
@@ -128,7 +130,7 @@ func (p *Provider) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f := p.faults.snapshot()
-	sleepCtx(r.Context(), f.Latency)
+	_ = backoff.Sleep(r.Context(), f.Latency)
 	if r.Context().Err() != nil {
 		writeDaemonError(sw, http.StatusServiceUnavailable, "request cancelled")
 		return

@@ -11,7 +11,7 @@ import (
 )
 
 // baseEnv is the environment every command and server of the sandbox
-// starts from: PATH (Options.Path), HOME (the sandbox directory), TMPDIR
+// starts from: PATH (Config.Path), HOME (the sandbox directory), TMPDIR
 // (the sandbox's /tmp, created if missing) and the host's locale and time
 // zone (proc.HostLocale). Nothing else of the host environment is passed
 // on: it may hold the credentials of the process that embeds the provider

@@ -32,7 +32,7 @@ func TestProcessEnvironmentIsClean(t *testing.T) {
 	t.Setenv("LANG", "C.UTF-8")
 	t.Setenv("LC_TIME", "C")
 	t.Setenv("TZ", "Europe/Paris")
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, map[string]any{"envs": map[string]string{"SBX_VAR": "sandbox"}})
 	dir := s.dir()
 

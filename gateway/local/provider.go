@@ -17,10 +17,11 @@ import (
 	"time"
 
 	"github.com/sandboxq/sandboxq/gateway/local/internal/proc"
+	"github.com/sandboxq/sandboxq/internal/access"
 	"github.com/sandboxq/sandboxq/internal/secret"
 )
 
-// Defaults for Options.
+// Defaults for Config.
 const (
 	DefaultAddr        = "127.0.0.1:0"
 	DefaultMaxOutput   = 1 << 20
@@ -28,8 +29,8 @@ const (
 	DefaultLogLimit    = 256 << 10
 )
 
-// Options configures a Provider. The zero value is usable.
-type Options struct {
+// Config configures a Provider. The zero value is usable.
+type Config struct {
 	// Addr is the listen address, default "127.0.0.1:0". A non-loopback
 	// address is refused unless AllowNonLoopback is set.
 	Addr             string
@@ -147,14 +148,14 @@ type Provider struct {
 type nameKey struct{ namespace, name string }
 
 // Start validates opts, listens and serves until Close.
-func Start(opts Options) (*Provider, error) {
+func Start(opts Config) (*Provider, error) {
 	addr := opts.Addr
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	loopback, err := isLoopbackAddr(addr)
+	loopback, err := access.LoopbackAddr(addr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("local: bad Addr: %w", err)
 	}
 	if !loopback && !opts.AllowNonLoopback {
 		return nil, fmt.Errorf("local: refusing to listen on non-loopback address %q: set AllowNonLoopback to expose sandboxes (they run arbitrary commands) beyond this host", addr)
@@ -219,7 +220,7 @@ func Start(opts Options) (*Provider, error) {
 	if evAddr == "" {
 		evAddr = DefaultAddr
 	}
-	evLoopback, err := isLoopbackAddr(evAddr)
+	evLoopback, err := access.LoopbackAddr(evAddr)
 	if err != nil {
 		p.removeTempRoot()
 		return nil, fmt.Errorf("local: EventsAddr: %w", err)
@@ -261,18 +262,6 @@ func Start(opts Options) (*Provider, error) {
 	}
 	p.log.Info("local provider listening", slog.String("url", p.base), slog.String("root", p.root))
 	return p, nil
-}
-
-func isLoopbackAddr(addr string) (bool, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false, fmt.Errorf("local: bad Addr %q: %w", addr, err)
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true, nil
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback(), nil
 }
 
 // URL is the gateway base URL, e.g. http://127.0.0.1:PORT.

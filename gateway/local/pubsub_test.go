@@ -67,7 +67,7 @@ type wireEvent struct {
 
 func TestEventsPubSubRefusesBadSubscriptions(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	for _, line := range []string{
 		"SUBSCRIBE " + s.rec.SandboxID + " wrong-token",
@@ -92,7 +92,7 @@ func TestEventsPubSubRefusesBadSubscriptions(t *testing.T) {
 
 func TestEventsPubSubServerLifecycle(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	other := newSandbox(t, p, nil)
 	e := dialEvents(t, p)
@@ -156,7 +156,7 @@ func TestEventsPubSubServerLifecycle(t *testing.T) {
 
 func TestEventsPubSubUnsubscribeAndClose(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	e := dialEvents(t, p)
 	e.send("SUBSCRIBE " + s.rec.SandboxID + " " + s.rec.Token)
@@ -185,7 +185,7 @@ func TestEventsPubSubUnsubscribeAndClose(t *testing.T) {
 
 func TestEventsAddrMustBeLoopback(t *testing.T) {
 	t.Parallel()
-	if _, err := Start(Options{EventsAddr: "0.0.0.0:0"}); err == nil || !strings.Contains(err.Error(), "non-loopback") {
+	if _, err := Start(Config{EventsAddr: "0.0.0.0:0"}); err == nil || !strings.Contains(err.Error(), "non-loopback") {
 		t.Fatalf("Start with non-loopback EventsAddr: %v", err)
 	}
 }

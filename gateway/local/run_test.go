@@ -18,7 +18,7 @@ func (s *testSandbox) run(req map[string]any) gateway.CommandResult {
 
 func TestRunCommand(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{MaxOutput: 100})
+	p := startProvider(t, Config{MaxOutput: 100})
 	s := newSandbox(t, p, map[string]any{"envs": map[string]string{"SBX_VAR": "from-create", "OVER": "create"}})
 	dir := s.dir()
 
@@ -111,7 +111,7 @@ func TestRunCommand(t *testing.T) {
 
 func TestRunCommandTimeoutKillsGroup(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	res := s.run(map[string]any{
 		"command":    "sleep 300 & echo $! > bg.pid; echo started; wait",

@@ -18,7 +18,7 @@ type serverData struct {
 
 func TestServerLifecycle(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, map[string]any{"envs": map[string]string{"FROM_CREATE": "c"}})
 	s.must(http.StatusCreated, http.MethodPost, "/files", map[string]any{
 		"path":    "/app/.env",
@@ -134,7 +134,7 @@ func TestServerLifecycle(t *testing.T) {
 
 func TestServerFailureAndV1Command(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	// v1 clients send command instead of start.
 	s.must(http.StatusOK, http.MethodPost, "/servers", map[string]any{"slug": "bad", "command": "echo boom >&2; exit 3"})
@@ -182,7 +182,7 @@ func TestServerFailureAndV1Command(t *testing.T) {
 
 func TestServerHealthCheck(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	s.must(http.StatusOK, http.MethodPost, "/servers", map[string]any{
 		"slug":         "api",
@@ -204,7 +204,7 @@ func TestServerHealthCheck(t *testing.T) {
 // child of it) and a command running, and checks each pid.
 func TestDestroyStopsEveryProcess(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, map[string]any{"name": "doomed"})
 	dir := s.dir()
 	s.must(http.StatusOK, http.MethodPost, "/servers", map[string]any{

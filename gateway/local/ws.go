@@ -109,16 +109,21 @@ func (p *Provider) checkOrigin(r *http.Request) bool {
 	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
-// broadcast queues m for every socket subscribed to its channel, or for
-// every socket when the message has no channel.
-func (s *sandbox) broadcast(m outMsg) {
+// connList returns the sandbox's open sockets, copied under its lock.
+func (s *sandbox) connList() []*wsConn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	conns := make([]*wsConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	return conns
+}
+
+// broadcast queues m for every socket subscribed to its channel, or for
+// every socket when the message has no channel.
+func (s *sandbox) broadcast(m outMsg) {
+	for _, c := range s.connList() {
 		if m.channel == "" || c.subscribed(m.channel) {
 			c.enqueue(m)
 		}

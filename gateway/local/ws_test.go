@@ -289,7 +289,7 @@ func TestWebSocketProtocolFrame(t *testing.T) {
 
 func TestWebSocketJSONSignals(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	w := dialWS(t, s, "json")
 	w.subscribe(t, false, "signals")
@@ -371,7 +371,7 @@ func TestWebSocketJSONSignals(t *testing.T) {
 
 func TestWebSocketBinarySignals(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	w := dialWS(t, s, "binary")
 	w.subscribe(t, true, "signals")
@@ -416,7 +416,7 @@ func subscribers(p *Provider, id, channel string) int {
 
 func TestWebSocketOnlySubscribersReceive(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	other := newSandbox(t, p, nil)
 	a := dialWS(t, s, "json")
@@ -445,7 +445,7 @@ func TestWebSocketOnlySubscribersReceive(t *testing.T) {
 
 func TestWebSocketAuthAndClose(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	base := "ws" + strings.TrimPrefix(s.rec.URL, "http") + "/ws"
 	for _, c := range []struct {
@@ -480,7 +480,7 @@ func TestWebSocketAuthAndClose(t *testing.T) {
 
 func TestDropWebSocketsFault(t *testing.T) {
 	t.Parallel()
-	p := startProvider(t, Options{})
+	p := startProvider(t, Config{})
 	s := newSandbox(t, p, nil)
 	w := dialWS(t, s, "json")
 	if err := p.SetFaults(Faults{DropWebSocketsEvery: 20 * time.Millisecond}); err != nil {

@@ -14,14 +14,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxq/sandboxq/gateway"
+	"github.com/sandboxq/sandboxq/internal/backoff"
 	"github.com/sandboxq/sandboxq/schema"
 )
 
 // DefaultMaxWait is how long a call waits for room before it is refused.
 const DefaultMaxWait = 2 * time.Second
 
-// Options configures a Gate.
-type Options struct {
+// Config configures a Gate.
+type Config struct {
 	// Limit is the shared budget of gateway calls. Zero: no budget, only
 	// the shared pause after a 429.
 	Limit Limit
@@ -31,6 +32,26 @@ type Options struct {
 	MaxWait time.Duration
 	// Metrics, if set, receives the gate's series.
 	Metrics prometheus.Registerer
+}
+
+// withDefaults fills the zero values with their documented defaults, then
+// validates the result.
+func (c *Config) withDefaults() error {
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	return c.validate()
+}
+
+// validate reports an invalid Limit and a negative MaxWait.
+func (c *Config) validate() error {
+	if c.Limit.Rate < 0 || c.Limit.Burst < 0 || (!c.Limit.IsZero() && (c.Limit.Per <= 0 || c.Limit.Burst == 0)) {
+		return fmt.Errorf("ratelimit: invalid limit %+v", c.Limit)
+	}
+	if c.MaxWait < 0 {
+		return fmt.Errorf("ratelimit: MaxWait %v is negative", c.MaxWait)
+	}
+	return nil
 }
 
 // Gate is a gateway.Gate backed by Redis: one GCRA budget and one pause
@@ -48,18 +69,12 @@ type Gate struct {
 var _ gateway.Gate = (*Gate)(nil)
 
 // New returns a Gate over rdb.
-func New(rdb redis.UniversalClient, opts Options) (*Gate, error) {
+func New(rdb redis.UniversalClient, opts Config) (*Gate, error) {
 	if rdb == nil {
 		return nil, errors.New("ratelimit: nil Redis client")
 	}
-	if opts.Limit.Rate < 0 || opts.Limit.Burst < 0 || (!opts.Limit.IsZero() && (opts.Limit.Per <= 0 || opts.Limit.Burst == 0)) {
-		return nil, fmt.Errorf("ratelimit: invalid limit %+v", opts.Limit)
-	}
-	if opts.MaxWait < 0 {
-		return nil, fmt.Errorf("ratelimit: MaxWait %v is negative", opts.MaxWait)
-	}
-	if opts.MaxWait == 0 {
-		opts.MaxWait = DefaultMaxWait
+	if err := opts.withDefaults(); err != nil {
+		return nil, err
 	}
 	g := &Gate{
 		rdb:     rdb,
@@ -120,7 +135,7 @@ func (g *Gate) Wait(ctx context.Context, op string) error {
 		// A little jitter keeps the waiters of all workers from asking in
 		// lockstep.
 		wait += time.Duration(rand.Int64N(int64(wait/4) + 1))
-		if err := sleep(ctx, wait); err != nil {
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return finish("error", err)
 		}
 	}
@@ -172,15 +187,4 @@ func (g *Gate) PausedFor(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	return max(ttl, 0), nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -45,7 +45,7 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func newGate(t *testing.T, rdb redis.UniversalClient, opts ratelimit.Options) *ratelimit.Gate {
+func newGate(t *testing.T, rdb redis.UniversalClient, opts ratelimit.Config) *ratelimit.Gate {
 	t.Helper()
 	g, err := ratelimit.New(rdb, opts)
 	if err != nil {
@@ -62,8 +62,8 @@ func TestGatesShareOneBudget(t *testing.T) {
 	limit := ratelimit.Limit{Rate: 10, Per: time.Second, Burst: 3}
 	reg := prometheus.NewRegistry()
 	gates := []*ratelimit.Gate{
-		newGate(t, rdb, ratelimit.Options{Limit: limit, MaxWait: 10 * time.Second, Metrics: reg}),
-		newGate(t, rdb, ratelimit.Options{Limit: limit, MaxWait: 10 * time.Second}),
+		newGate(t, rdb, ratelimit.Config{Limit: limit, MaxWait: 10 * time.Second, Metrics: reg}),
+		newGate(t, rdb, ratelimit.Config{Limit: limit, MaxWait: 10 * time.Second}),
 	}
 	var mu sync.Mutex
 	var admitted []time.Time
@@ -107,7 +107,7 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 func TestGateRefusesPastMaxWait(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t).Client(t)
-	g := newGate(t, rdb, ratelimit.Options{Limit: ratelimit.Limit{Rate: 1, Per: time.Hour, Burst: 1}, MaxWait: 20 * time.Millisecond})
+	g := newGate(t, rdb, ratelimit.Config{Limit: ratelimit.Limit{Rate: 1, Per: time.Hour, Burst: 1}, MaxWait: 20 * time.Millisecond})
 	if err := g.Wait(t.Context(), "find"); err != nil {
 		t.Fatalf("first call: %v", err)
 	}
@@ -131,14 +131,14 @@ func TestPauseHoldsEveryGate(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t).Client(t)
 	reg := prometheus.NewRegistry()
-	a := newGate(t, rdb, ratelimit.Options{Metrics: reg})
-	b := newGate(t, rdb, ratelimit.Options{MaxWait: 10 * time.Millisecond})
+	a := newGate(t, rdb, ratelimit.Config{Metrics: reg})
+	b := newGate(t, rdb, ratelimit.Config{MaxWait: 10 * time.Millisecond})
 	a.Pause(t.Context(), 400*time.Millisecond)
 	a.Pause(t.Context(), 50*time.Millisecond)
 	if err := b.Wait(t.Context(), "find"); !errors.Is(err, gateway.ErrThrottled) {
 		t.Fatalf("Wait during the pause = %v, want throttled", err)
 	}
-	patient := newGate(t, rdb, ratelimit.Options{MaxWait: 5 * time.Second})
+	patient := newGate(t, rdb, ratelimit.Config{MaxWait: 5 * time.Second})
 	if err := patient.Wait(t.Context(), "find"); err != nil {
 		t.Fatalf("Wait past the pause: %v", err)
 	}
@@ -171,9 +171,9 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestGatewayClient429PausesEveryone(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t).Client(t)
-	g := newGate(t, rdb, ratelimit.Options{MaxWait: 10 * time.Millisecond})
+	g := newGate(t, rdb, ratelimit.Config{MaxWait: 10 * time.Millisecond})
 	faults := local.Faults{Errors: []local.Fault{{Rate: 1, Status: 429, RetryAfter: 2 * time.Second, Scope: local.ScopeGateway}}}
-	lp, gw := tu.Provider(t, local.Options{Faults: faults}, gateway.WithGate(g))
+	lp, gw := tu.Provider(t, local.Config{Faults: faults}, gateway.WithGate(g))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := gw.Find(ctx, "default", "p"); gateway.RetryAfter(err) != 2*time.Second {
@@ -186,8 +186,8 @@ func TestGatewayClient429PausesEveryone(t *testing.T) {
 	if err := lp.SetFaults(local.Faults{}); err != nil {
 		t.Fatal(err)
 	}
-	other := newGate(t, rdb, ratelimit.Options{MaxWait: 10 * time.Millisecond})
-	_, gw2 := tu.Provider(t, local.Options{}, gateway.WithGate(other))
+	other := newGate(t, rdb, ratelimit.Config{MaxWait: 10 * time.Millisecond})
+	_, gw2 := tu.Provider(t, local.Config{}, gateway.WithGate(other))
 	if _, err := gw2.Find(ctx, "default", "p"); !errors.Is(err, gateway.ErrThrottled) {
 		t.Fatalf("another client's call during the pause = %v, want throttled", err)
 	}

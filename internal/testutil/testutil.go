@@ -2,11 +2,14 @@
 // goroutine-safe buffer for output a test reads while a program writes it,
 // and a poll-with-deadline for state outside the test's control (a task's
 // state in Redis, a process table). Tests wait on signals where there is
-// one; Eventually is for the rest.
+// one; Eventually is for the rest. It also starts the real peers tests
+// share: a local provider with a client (Provider), an asynq server
+// (StartAsynq), and finds headless Chromium (Chromium).
 package testutil
 
 import (
 	"bytes"
+	"crypto/rand"
 	"sort"
 	"strings"
 	"sync"
@@ -53,7 +56,7 @@ func Eventually(tb testing.TB, what string, timeout time.Duration, cond func() b
 // Provider starts a local provider for the test (closed when it ends) and
 // returns it with a gateway client authenticated to it. gwOpts are added to
 // the client's options.
-func Provider(tb testing.TB, opts local.Options, gwOpts ...gateway.Option) (*local.Provider, *gateway.Client) {
+func Provider(tb testing.TB, opts local.Config, gwOpts ...gateway.Option) (*local.Provider, *gateway.Client) {
 	tb.Helper()
 	lp, err := local.Start(opts)
 	if err != nil {
@@ -72,7 +75,7 @@ func Provider(tb testing.TB, opts local.Options, gwOpts ...gateway.Option) (*loc
 }
 
 // Recorder collects what a local provider observed (use Add as
-// local.Options.Observe); safe for concurrent use.
+// local.Config.Observe); safe for concurrent use.
 type Recorder struct {
 	mu  sync.Mutex
 	obs []local.Observation
@@ -122,4 +125,15 @@ func NoOverlappingMutations(tb testing.TB, obs []local.Observation) map[string]i
 		counts[id] = len(list)
 	}
 	return counts
+}
+
+// RandomBytes returns n random bytes (certainly not UTF-8 text for a large
+// n), failing the test if the system's random source does.
+func RandomBytes(tb testing.TB, n int) []byte {
+	tb.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	return b
 }
