@@ -48,7 +48,7 @@ func BenchmarkTopologyFilesWrite(b *testing.B) {
 					if err := flush(context.Background()); err != nil {
 						b.Fatal(err)
 					}
-					lp, gw := testutil.Provider(b, local.Options{})
+					lp, gw := testutil.Provider(b, local.Config{})
 					for i := range projects {
 						if _, err := gw.FindOrCreate(context.Background(), "bench", fmt.Sprintf("b%d", i), nil); err != nil {
 							b.Fatal(err)

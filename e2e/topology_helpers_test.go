@@ -138,6 +138,6 @@ func runWorker(t *testing.T, rdb redis.UniversalClient, gw *gateway.Client, muta
 func localProvider(t *testing.T) (*local.Provider, *gateway.Client, *testutil.Recorder) {
 	t.Helper()
 	rec := &testutil.Recorder{}
-	lp, gw := testutil.Provider(t, local.Options{Observe: rec.Add}, gateway.WithTimeout(20*time.Second))
+	lp, gw := testutil.Provider(t, local.Config{Observe: rec.Add}, gateway.WithTimeout(20*time.Second))
 	return lp, gw, rec
 }

@@ -240,14 +240,14 @@ func exerciseScripts(t *testing.T, tp *topology, rdb redis.UniversalClient) {
 	ctx := t.Context()
 	_, gw, _ := localProvider(t)
 	client := tasks.NewClient(rdb)
-	a, err := api.New(api.Options{Client: client, Redis: rdb})
+	a, err := api.New(api.Config{Client: client, Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
-	store := events.NewStore(rdb, events.StoreOptions{})
-	gate, err := ratelimit.New(rdb, ratelimit.Options{})
+	store := events.NewStore(rdb, events.StoreConfig{})
+	gate, err := ratelimit.New(rdb, ratelimit.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func runManager(t *testing.T, tp *topology, gw *gateway.Client, owner string) (*
 	t.Helper()
 	rdb := openURL(t, tp.url)
 	m, err := events.NewManager(events.Config{
-		Redis: rdb, Gateway: gw, Store: events.NewStore(rdb, events.StoreOptions{}), OwnerID: owner,
+		Redis: rdb, Gateway: gw, Store: events.NewStore(rdb, events.StoreConfig{}), OwnerID: owner,
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError})),
 		LeaseTTL: 2 * time.Second, ClaimInterval: 200 * time.Millisecond,
 		FastPoll: 100 * time.Millisecond, SlowPoll: time.Minute,
@@ -63,7 +63,7 @@ func watcherTakeover(t *testing.T, tp *topology) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := events.NewStore(tp.rdb, events.StoreOptions{}).Upsert(ctx, p, sb.SandboxID, sb.Provider); err != nil {
+	if err := events.NewStore(tp.rdb, events.StoreConfig{}).Upsert(ctx, p, sb.SandboxID, sb.Provider); err != nil {
 		t.Fatal(err)
 	}
 	victim, kill := runManager(t, tp, gw, "victim")
