@@ -385,6 +385,7 @@ func afterFailover(t *testing.T, tp *topology, w *workerProc) {
 		t.Fatalf("no HTTP address in the worker's start-up line:\n%s", w.Logs())
 	}
 	req, _ := http.NewRequest(http.MethodPost, m[1]+"/api/v1/tasks/command:run", strings.NewReader(`{"namespace":"fo","name":"p00","command":"true"}`))
+	req.Header.Set("Content-Type", "application/json")
 	code, body, _ := doJSON(t, req)
 	if code != http.StatusAccepted {
 		t.Fatalf("API enqueue after failover: %d %v", code, body)
