@@ -1,9 +1,9 @@
 //go:build !linux
 
-package redistest
+package redisserver
 
 import "os/exec"
 
 // setDeathSignal is a no-op where the platform has no parent-death signal;
-// Main still stops the server when the tests return.
+// callers still stop the server with Stop.
 func setDeathSignal(*exec.Cmd) {}
