@@ -28,8 +28,6 @@ const RequireEnv = "SANDBOXQ_REQUIRE_REDIS"
 // hands out indexes 1..Databases-1 (0 is left unused).
 const Databases = 4096
 
-// startTimeout bounds how long Main waits for redis-server to answer PING.
-const startTimeout = 15 * time.Second
 
 var (
 	mu     sync.Mutex
