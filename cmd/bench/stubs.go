@@ -2,7 +2,6 @@ package main
 
 import "context"
 
-func (e *env) files(ctx context.Context, o opts, t *table) error            { return nil }
 func (e *env) idle(ctx context.Context, o opts, t *table) error             { return nil }
 func (e *env) memory(ctx context.Context, o opts, t *table) error           { return nil }
 func (e *env) watchersScenario(ctx context.Context, o opts, t *table) error { return nil }
