@@ -24,17 +24,18 @@ import (
 
 // opts are the command-line settings.
 type opts struct {
-	scenarios  []string
-	n          []int
-	pairs      int
-	filePairs  int
-	fileTasks  int
-	intervals  []time.Duration
-	samples    int
-	watchers   int
-	window     time.Duration
-	inlinePoll time.Duration
-	memFileMiB int
+	scenarios   []string
+	n           []int
+	pairs       int
+	filePairs   int
+	fileTasks   int
+	intervals   []time.Duration
+	samples     int
+	watchers    int
+	window      time.Duration
+	watchWindow time.Duration
+	inlinePoll  time.Duration
+	memFileMiB  int
 }
 
 var allScenarios = []string{"e2e", "files", "idle", "memory", "watchers"}
@@ -65,7 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (opts, error) {
 	ivs := fs.String("intervals", "20ms,50ms,100ms,200ms,1s", "idle: task check intervals besides the default")
 	fs.IntVar(&o.samples, "samples", 15, "idle: pickups measured per interval")
 	fs.IntVar(&o.watchers, "watchers", 1000, "watchers: idle watched sandboxes")
-	fs.DurationVar(&o.window, "window", 10*time.Second, "idle and watchers: measuring window")
+	fs.DurationVar(&o.window, "window", 5*time.Second, "idle: window counting round trips")
+	fs.DurationVar(&o.watchWindow, "watch-window", 35*time.Second, "watchers: idle window (should hold a full slow-poll cycle)")
 	fs.DurationVar(&o.inlinePoll, "inline-poll", 50*time.Millisecond, "e2e baseline: how often inline code polls the server's status")
 	fs.IntVar(&o.memFileMiB, "mem-file-mib", 10, "memory: size of each queued file in MiB")
 	if err := fs.Parse(args); err != nil {
