@@ -107,6 +107,8 @@ type provider struct {
 	stdin            io.WriteCloser
 	out              *bufio.Reader
 	mu               sync.Mutex
+	// count, if set, replaces asking the child (a splitGateway's sum).
+	count func() (int64, error)
 }
 
 func startProvider(exe string) (*provider, error) {
@@ -138,6 +140,9 @@ func startProvider(exe string) (*provider, error) {
 
 // requests is how many requests the provider has finished so far.
 func (p *provider) requests() (int64, error) {
+	if p.count != nil {
+		return p.count()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, err := io.WriteString(p.stdin, "count\n"); err != nil {

@@ -24,18 +24,19 @@ import (
 
 // opts are the command-line settings.
 type opts struct {
-	scenarios   []string
-	n           []int
-	pairs       int
-	filePairs   int
-	fileTasks   int
-	intervals   []time.Duration
-	samples     int
-	watchers    int
-	window      time.Duration
-	watchWindow time.Duration
-	inlinePoll  time.Duration
-	memFileMiB  int
+	scenarios        []string
+	n                []int
+	pairs            int
+	filePairs        int
+	fileTasks        int
+	intervals        []time.Duration
+	samples          int
+	watchers         int
+	watcherProviders int
+	window           time.Duration
+	watchWindow      time.Duration
+	inlinePoll       time.Duration
+	memFileMiB       int
 }
 
 var allScenarios = []string{"e2e", "files", "idle", "memory", "watchers"}
@@ -65,7 +66,8 @@ func parseFlags(args []string, stderr io.Writer) (opts, error) {
 	fs.IntVar(&o.fileTasks, "file-tasks", 400, "files: files:write tasks per run")
 	ivs := fs.String("intervals", "20ms,50ms,100ms,200ms,1s", "idle: task check intervals besides the default")
 	fs.IntVar(&o.samples, "samples", 15, "idle: pickups measured per interval")
-	fs.IntVar(&o.watchers, "watchers", 1000, "watchers: idle watched sandboxes")
+	fs.IntVar(&o.watchers, "watchers", 1000, "watchers: idle watched sandboxes (10000 needs -watcher-providers 2)")
+	fs.IntVar(&o.watcherProviders, "watcher-providers", 1, "watchers: provider processes behind one gateway address (1..4)")
 	fs.DurationVar(&o.window, "window", 5*time.Second, "idle: window counting round trips")
 	fs.DurationVar(&o.watchWindow, "watch-window", 35*time.Second, "watchers: idle window (should hold a full slow-poll cycle)")
 	fs.DurationVar(&o.inlinePoll, "inline-poll", 50*time.Millisecond, "e2e baseline: how often inline code polls the server's status")
@@ -79,8 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (opts, error) {
 			o.intervals, err = parseDurations(*ivs)
 		}
 	}
-	if err == nil && (o.pairs < 1 || o.filePairs < 1 || o.fileTasks < 1 || o.samples < 1 || o.watchers < 1 || o.memFileMiB < 1 || o.memFileMiB > 10) {
-		err = fmt.Errorf("-pairs, -file-pairs, -file-tasks, -samples, -watchers must be ≥ 1 and -mem-file-mib 1..10")
+	if err == nil && (o.pairs < 1 || o.filePairs < 1 || o.fileTasks < 1 || o.samples < 1 || o.watchers < 1 || o.memFileMiB < 1 || o.memFileMiB > 10 || o.watcherProviders < 1 || o.watcherProviders > 4) {
+		err = fmt.Errorf("-pairs, -file-pairs, -file-tasks, -samples, -watchers must be ≥ 1, -mem-file-mib 1..10 and -watcher-providers 1..4")
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)

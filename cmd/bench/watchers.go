@@ -22,26 +22,32 @@ type idleFigures struct {
 // watchersScenario: a cmd/worker child holding n idle watchers, against the
 // same worker idle with none (measured first, in the same process).
 func (e *env) watchersScenario(ctx context.Context, o opts, t *table) error {
-	if err := fdCheck(o.watchers); err != nil {
+	if err := fdCheck(o.watchers, o.watcherProviders); err != nil {
 		return err
 	}
+	front, closeFront, err := e.watcherFront(o.watcherProviders)
+	if err != nil {
+		return err
+	}
+	defer closeFront()
 	url, rdb, err := e.db()
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	w, err := e.startWorkerProc(ctx, url, rdb, fmt.Sprintf("SANDBOXQ_WATCHER_CAP=%d", max(o.watchers, 10000)))
+	w, err := e.startWorkerProc(ctx, url, rdb, fmt.Sprintf("SANDBOXQ_WATCHER_CAP=%d", max(o.watchers, 10000)),
+		"COMPUTESDK_GATEWAY_URL="+front.URL, "COMPUTESDK_API_KEY="+front.Key)
 	if err != nil {
 		return err
 	}
 	defer w.stop()
 	time.Sleep(2 * time.Second)
-	base, err := e.idleWindow(w.pid(), o.watchWindow)
+	base, err := idleWindow(w.pid(), o.watchWindow, front.requests)
 	if err != nil {
 		return err
 	}
 	prefix := e.prefix("w")
-	gw, err := e.prov.gateway()
+	gw, err := front.gateway()
 	if err != nil {
 		return err
 	}
@@ -53,7 +59,7 @@ func (e *env) watchersScenario(ctx context.Context, o opts, t *table) error {
 		return err
 	}
 	time.Sleep(5 * time.Second) // let the first polls after connecting pass
-	got, err := e.idleWindow(w.pid(), o.watchWindow)
+	got, err := idleWindow(w.pid(), o.watchWindow, front.requests)
 	if err != nil {
 		return err
 	}
@@ -79,27 +85,55 @@ func (e *env) watchersScenario(ctx context.Context, o opts, t *table) error {
 	return nil
 }
 
-// fdCheck refuses a watcher count the provider process cannot hold: it
+// watcherFront is the gateway the watching worker uses: the run's provider,
+// or with k > 1 a splitGateway over it and k−1 more provider processes.
+func (e *env) watcherFront(k int) (*provider, func(), error) {
+	if k <= 1 {
+		return e.prov, func() {}, nil
+	}
+	backends := []*provider{e.prov}
+	closeAll := func() {
+		for _, p := range backends[1:] {
+			p.close()
+		}
+	}
+	for range k - 1 {
+		p, err := startProvider(e.exe)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		backends = append(backends, p)
+	}
+	s, err := startSplit(backends)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return &provider{URL: s.url, Key: s.key, count: s.requests}, func() { s.close(); closeAll() }, nil
+}
+
+// fdCheck refuses a watcher count the provider processes cannot hold: one
 // needs about two descriptors per sandbox (its directory and the
 // WebSocket).
-func fdCheck(n int) error {
+func fdCheck(n, providers int) error {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return nil
 	}
-	if need := uint64(2*n + 500); need > lim.Cur {
-		return fmt.Errorf("-watchers %d needs about %d file descriptors in the provider process, over the limit of %d (ulimit -n)", n, need, lim.Cur)
+	if need := uint64(2*n/max(providers, 1) + 500); need > lim.Cur {
+		return fmt.Errorf("-watchers %d needs about %d file descriptors in each of %d provider processes, over the limit of %d (ulimit -n); raise -watcher-providers", n, need, providers, lim.Cur)
 	}
 	return nil
 }
 
-// idleWindow measures pid's RSS, CPU and the provider's request rate over window.
-func (e *env) idleWindow(pid int, window time.Duration) (idleFigures, error) {
+// idleWindow measures pid's RSS, CPU and the providers' request rate over window.
+func idleWindow(pid int, window time.Duration, requests func() (int64, error)) (idleFigures, error) {
 	c0, err := procCPU(pid)
 	if err != nil {
 		return idleFigures{}, err
 	}
-	r0, err := e.prov.requests()
+	r0, err := requests()
 	if err != nil {
 		return idleFigures{}, err
 	}
@@ -109,7 +143,7 @@ func (e *env) idleWindow(pid int, window time.Duration) (idleFigures, error) {
 	if err != nil {
 		return idleFigures{}, err
 	}
-	r1, err := e.prov.requests()
+	r1, err := requests()
 	if err != nil {
 		return idleFigures{}, err
 	}
