@@ -37,6 +37,7 @@ type opts struct {
 	watchWindow      time.Duration
 	inlinePoll       time.Duration
 	memFileMiB       int
+	memChunks        int
 }
 
 var allScenarios = []string{"e2e", "files", "idle", "memory", "watchers"}
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (opts, error) {
 	fs.DurationVar(&o.watchWindow, "watch-window", 35*time.Second, "watchers: idle window (should hold a full slow-poll cycle)")
 	fs.DurationVar(&o.inlinePoll, "inline-poll", 50*time.Millisecond, "e2e baseline: how often inline code polls the server's status")
 	fs.IntVar(&o.memFileMiB, "mem-file-mib", 10, "memory: size of each queued file in MiB")
+	fs.IntVar(&o.memChunks, "mem-chunks", 25, "memory: 4 MiB files:write tasks in the many-chunks case")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -81,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (opts, error) {
 			o.intervals, err = parseDurations(*ivs)
 		}
 	}
-	if err == nil && (o.pairs < 1 || o.filePairs < 1 || o.fileTasks < 1 || o.samples < 1 || o.watchers < 1 || o.memFileMiB < 1 || o.memFileMiB > 10 || o.watcherProviders < 1 || o.watcherProviders > 4) {
+	if err == nil && (o.pairs < 1 || o.filePairs < 1 || o.fileTasks < 1 || o.samples < 1 || o.watchers < 1 || o.memFileMiB < 1 || o.memChunks < 1 || o.memFileMiB > 10 || o.watcherProviders < 1 || o.watcherProviders > 4) {
 		err = fmt.Errorf("-pairs, -file-pairs, -file-tasks, -samples, -watchers must be ≥ 1, -mem-file-mib 1..10 and -watcher-providers 1..4")
 	}
 	if err != nil {
@@ -137,33 +139,42 @@ func contains(list []string, s string) bool {
 
 // run starts Redis, runs the chosen scenarios and prints the table.
 func run(ctx context.Context, o opts, stdout, stderr io.Writer) error {
-	e, err := newEnv(stderr)
+	t, err := runScenarios(ctx, o, stderr)
 	if err != nil {
 		return err
 	}
+	t.print(stdout)
+	return nil
+}
+
+// runScenarios starts Redis and a provider and runs the chosen scenarios.
+func runScenarios(ctx context.Context, o opts, stderr io.Writer) (*table, error) {
+	e, err := newEnv(stderr)
+	if err != nil {
+		return nil, err
+	}
 	defer e.close()
-	var t table
+	t := &table{}
 	for _, s := range o.scenarios {
 		start := time.Now()
 		fmt.Fprintf(stderr, "bench: %s ...\n", s)
 		var err error
 		switch s {
 		case "e2e":
-			err = e.e2e(ctx, o, &t)
+			err = e.e2e(ctx, o, t)
 		case "files":
-			err = e.files(ctx, o, &t)
+			err = e.files(ctx, o, t)
 		case "idle":
-			err = e.idle(ctx, o, &t)
+			err = e.idle(ctx, o, t)
 		case "memory":
-			err = e.memory(ctx, o, &t)
+			err = e.memory(ctx, o, t)
 		case "watchers":
-			err = e.watchersScenario(ctx, o, &t)
+			err = e.watchersScenario(ctx, o, t)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", s, err)
+			return nil, fmt.Errorf("%s: %w", s, err)
 		}
 		fmt.Fprintf(stderr, "bench: %s done in %v\n", s, time.Since(start).Round(time.Second))
 	}
-	t.print(stdout)
-	return nil
+	return t, nil
 }

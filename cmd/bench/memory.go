@@ -121,7 +121,7 @@ func (e *env) memory(ctx context.Context, o opts, t *table) error {
 	limit := int64(64*mib + workerConcurrency*3*tasks.MaxTaskContentBytes)
 	for _, c := range []memCase{
 		{fmt.Sprintf("5 × %d MiB files", o.memFileMiB), big(5, size)},
-		{fmt.Sprintf("%d × 1 MiB files (%d chunks)", 25*4, 25), big(100, mib)},
+		{fmt.Sprintf("%d × 1 MiB files (%d chunks)", o.memChunks*4, o.memChunks), big(o.memChunks*4, mib)},
 	} {
 		peak, err := e.memRun(ctx, c.files)
 		if err != nil {
