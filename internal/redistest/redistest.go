@@ -28,7 +28,6 @@ const RequireEnv = "SANDBOXQ_REQUIRE_REDIS"
 // hands out indexes 1..Databases-1 (0 is left unused).
 const Databases = 4096
 
-
 var (
 	mu     sync.Mutex
 	active *server
