@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandboxq/sandboxq/internal/redisserver"
 	"net"
 	"os"
 	"os/exec"
@@ -27,7 +28,7 @@ type Node struct {
 	Pid  int
 
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *redisserver.SyncBuffer
 	exited chan struct{}
 }
 
@@ -90,7 +91,7 @@ func startNode(tb testing.TB, bin, dir, configFile string, args ...string) *Node
 	tb.Helper()
 	var errs []error
 	for range 5 {
-		port, err := freePort()
+		port, err := redisserver.FreePort()
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -127,9 +128,9 @@ func tryNode(bin, dir string, port int, configFile string, args []string) (*Node
 	argv = append(argv, args...)
 	cmd := exec.Command(bin, argv...)
 	n := &Node{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port,
-		cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+		cmd: cmd, out: &redisserver.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr, cmd.Dir = n.out, n.out, nodeDir
-	setDeathSignal(cmd)
+	redisserver.SetDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("run %s: %w", bin, err)
 	}
@@ -140,7 +141,7 @@ func tryNode(bin, dir string, port int, configFile string, args []string) (*Node
 		exited <- err
 		close(n.exited)
 	}()
-	if _, err := waitReady(n.Addr, n.Pid, exited); err != nil {
+	if _, err := redisserver.WaitReady(n.Addr, n.Pid, exited); err != nil {
 		_ = cmd.Process.Kill()
 		<-n.exited
 		return nil, fmt.Errorf("redis-server on %s: %w; output:\n%s", n.Addr, err, n.out.String())

@@ -1,13 +1,9 @@
 package redistest
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,8 +13,10 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/sandboxq/sandboxq/internal/redisserver"
 )
 
 // RequireEnv names the environment variable that forbids the embedded
@@ -29,9 +27,6 @@ const RequireEnv = "SANDBOXQ_REQUIRE_REDIS"
 // Databases is the number of databases the server is started with; New
 // hands out indexes 1..Databases-1 (0 is left unused).
 const Databases = 4096
-
-// startTimeout bounds how long Main waits for redis-server to answer PING.
-const startTimeout = 15 * time.Second
 
 var (
 	mu     sync.Mutex
@@ -131,158 +126,15 @@ func startMiniredis() (*server, error) {
 }
 
 func startRedisServer(bin string) (*server, error) {
-	dir, err := os.MkdirTemp("", "redistest-")
+	rs, err := redisserver.Start(bin, Databases)
 	if err != nil {
-		return nil, fmt.Errorf("create redis-server directory: %w", err)
+		return nil, err
 	}
-	var errs []error
-	// A free port can be taken by someone else between our probe and
-	// redis-server's bind; try a few.
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		srv, err := launch(bin, dir, port)
-		if err == nil {
-			stop := srv.stop
-			srv.stop = func() {
-				stop()
-				os.RemoveAll(dir)
-			}
-			return srv, nil
-		}
-		errs = append(errs, err)
-	}
-	os.RemoveAll(dir)
-	return nil, fmt.Errorf("start redis-server: %w", errors.Join(errs...))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// launch starts redis-server on port and waits until it answers.
-func launch(bin, dir string, port int) (*server, error) {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--databases", strconv.Itoa(Databases),
-		"--dir", dir,
-	)
-	var out syncBuffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.Dir = dir
-	setDeathSignal(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("run %s: %w", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-
-	version, err := waitReady(addr, cmd.Process.Pid, exited)
-	if err != nil {
-		_ = cmd.Process.Kill()
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-		}
-		return nil, fmt.Errorf("redis-server on %s: %w; output:\n%s", addr, err, out.String())
-	}
-	return &server{addr: addr, kind: "redis-server " + version, nextDB: 1, stop: stop}, nil
-}
-
-// waitReady pings addr until the redis-server with process id pid answers,
-// the process exits, or startTimeout passes. It returns the server version.
-func waitReady(addr string, pid int, exited <-chan error) (string, error) {
-	rdb := redis.NewClient(&redis.Options{
-		Addr:        addr,
-		DialTimeout: 500 * time.Millisecond,
-		ReadTimeout: 500 * time.Millisecond,
-		MaxRetries:  -1,
-		PoolSize:    1,
-	})
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	var lastErr error
-	for {
-		if lastErr = rdb.Ping(ctx).Err(); lastErr == nil {
-			info, err := rdb.Info(ctx, "server").Result()
-			if err != nil {
-				return "", fmt.Errorf("INFO server: %w", err)
-			}
-			fields := parseInfo(info)
-			if fields["process_id"] != strconv.Itoa(pid) {
-				return "", fmt.Errorf("port answered by another process (process_id %q, ours %d)", fields["process_id"], pid)
-			}
-			return fields["redis_version"], nil
-		}
-		select {
-		case err := <-exited:
-			return "", fmt.Errorf("exited before answering PING: %v", err)
-		case <-ctx.Done():
-			return "", fmt.Errorf("no answer to PING within %v: %v", startTimeout, lastErr)
-		case <-tick.C:
-		}
-	}
+	return &server{addr: rs.Addr, kind: "redis-server " + rs.Version, nextDB: 1, stop: rs.Stop}, nil
 }
 
 // parseInfo turns the text of INFO into a map.
-func parseInfo(info string) map[string]string {
-	fields := make(map[string]string)
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if ok && !strings.HasPrefix(k, "#") {
-			fields[k] = v
-		}
-	}
-	return fields
-}
-
-// syncBuffer is a bytes.Buffer safe for the exec copier goroutine and a
-// reader. It keeps at most 64 KiB.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if room := 64<<10 - b.buf.Len(); room > 0 {
-		b.buf.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func parseInfo(info string) map[string]string { return redisserver.ParseInfo(info) }
 
 // Kind reports which Redis the package's tests run against:
 // "redis-server <version>" or "miniredis". It is "" outside Main.
