@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
 // Leases.
@@ -307,12 +309,8 @@ func (h *Held) release(ctx context.Context) error {
 		if err == nil || errors.Is(err, redis.ErrClosed) {
 			return err
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, delay) != nil {
 			return err
-		case <-t.C:
 		}
 		delay = min(2*delay, 500*time.Millisecond)
 	}
