@@ -541,3 +541,33 @@ func TestServerStartCancelledWhileWaiting(t *testing.T) {
 		t.Errorf("the started server was stopped %d times, want once", d.stops)
 	}
 }
+
+// TestConfigPeers: the peers New requires, each refused with an error that
+// names the field (a nil *gateway.Client included), and Redis needed only
+// for the default Locks and Results.
+func TestConfigPeers(t *testing.T) {
+	t.Parallel()
+	var nilClient *gateway.Client
+	d := &mockDaemon{}
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{}, "Config.Gateway is required"},
+		{Config{Gateway: nilClient}, "Config.Gateway is required"},
+		{Config{Gateway: &mockGateway{}, Locks: freeLocks(), Results: noResults()}, "Config.Daemons is required"},
+		{Config{Gateway: &mockGateway{}, Daemons: daemonOf(d), Locks: freeLocks()}, "Config.Redis is required"},
+	} {
+		if _, err := New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %q", c.cfg, err, c.want)
+		}
+	}
+	var nilStore *events.Store
+	h, err := New(Config{Gateway: &mockGateway{}, Daemons: daemonOf(d), Locks: freeLocks(), Results: noResults(), Store: nilStore})
+	if err != nil {
+		t.Fatalf("New without Redis: %v", err)
+	}
+	if h.cfg.Store != nil {
+		t.Error("a nil *events.Store counts as a Store")
+	}
+}

@@ -13,7 +13,8 @@ import (
 // resolver maps a project to its sandbox through the gateway, the source of
 // truth, and remembers each answer for ttl so that a burst of tasks on one
 // project costs one find. A remembered answer that turns out stale (the
-// daemon says 401 or 404, gateway.IsStaleSandbox) is dropped and looked up again; see withSandbox.
+// daemon says 401 or 404: gateway.IsStaleSandbox) is dropped and looked up
+// again; see withSandbox.
 type resolver struct {
 	gw  Gateway
 	ttl time.Duration
