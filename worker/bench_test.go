@@ -2,8 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -11,8 +9,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/sandboxq/sandboxq/gateway"
-	"github.com/sandboxq/sandboxq/internal/asynqlog"
 	"github.com/sandboxq/sandboxq/tasks"
 	"github.com/sandboxq/sandboxq/worker"
 )
@@ -62,97 +58,6 @@ func BenchmarkPickupLatency(b *testing.B) {
 			}
 			b.StopTimer()
 			reportPercentiles(b, lat)
-		})
-	}
-}
-
-// BenchmarkFilesWriteThroughput runs files:write tasks (one small file each,
-// over 100 projects) through sandboxq's worker, and the same work through a
-// bare asynq handler that makes the same one HTTP call, in the same run.
-// Compare the tasks/s metrics of the two sub-benchmarks.
-//
-//	go test -run '^$' -bench FilesWriteThroughput -benchtime 2000x ./worker/
-func BenchmarkFilesWriteThroughput(b *testing.B) {
-	const projects, concurrency = 100, 20
-	for _, mode := range []string{"bare-asynq", "sandboxq"} {
-		b.Run(mode, func(b *testing.B) {
-			bundle := setup(b)
-			ctx := context.Background()
-			// Create the sandboxes first: both modes measure writes only.
-			daemons := make(map[string]*gateway.Daemon, projects)
-			for i := 0; i < projects; i++ {
-				name := fmt.Sprintf("bench-%d", i)
-				sb, err := bundle.gw.FindOrCreate(ctx, "bench", name, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				daemons[name] = bundle.gw.Daemon(sb)
-			}
-			var stop func()
-			switch mode {
-			case "sandboxq":
-				w, err := worker.New(worker.Config{Redis: bundle.rdb, Gateway: bundle.gw, Concurrency: concurrency})
-				if err != nil {
-					b.Fatal(err)
-				}
-				wctx, cancel := context.WithCancel(ctx)
-				done := make(chan struct{})
-				go func() { _ = w.Run(wctx); close(done) }()
-				stop = func() { cancel(); <-done }
-			case "bare-asynq":
-				srv := asynq.NewServerFromRedisClient(bundle.rdb, asynq.Config{
-					Concurrency: concurrency, TaskCheckInterval: 20 * time.Millisecond,
-					Queues: tasks.DefaultQueues, Logger: asynqlog.New(nil),
-				})
-				mux := asynq.NewServeMux()
-				mux.HandleFunc(tasks.TypeFilesWrite, func(ctx context.Context, t *asynq.Task) error {
-					var p tasks.FilesWrite
-					if err := json.Unmarshal(t.Payload(), &p); err != nil {
-						return err
-					}
-					batch := []gateway.BatchFile{{Path: p.Files[0].Path, Operation: gateway.BatchWrite, Content: p.Files[0].Content}}
-					_, err := daemons[p.Name].BatchFiles(ctx, batch)
-					return err
-				})
-				if err := srv.Start(mux); err != nil {
-					b.Fatal(err)
-				}
-				stop = srv.Shutdown
-			}
-			payloads := make([]*asynq.Task, b.N)
-			for i := range payloads {
-				t, err := tasks.New(tasks.FilesWrite{Project: tasks.Project{Namespace: "bench", Name: fmt.Sprintf("bench-%d", i%projects)},
-					Files: []tasks.File{{Path: fmt.Sprintf("f/%d.txt", i), Content: "hello"}}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				payloads[i] = t
-			}
-			raw := asynq.NewClientFromRedisClient(bundle.rdb)
-			b.ResetTimer()
-			start := time.Now()
-			for _, t := range payloads {
-				if _, err := raw.Enqueue(t); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for {
-				q, err := bundle.insp.GetQueueInfo(tasks.QueueDefault)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if q.Completed >= b.N {
-					break
-				}
-				if q.Archived > 0 {
-					b.Fatalf("%d tasks archived", q.Archived)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			elapsed := time.Since(start)
-			b.StopTimer()
-			stop()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
 		})
 	}
 }
