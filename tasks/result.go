@@ -54,6 +54,10 @@ type Result struct {
 	NextProcessAt *time.Time `json:"next_process_at,omitempty"`
 	LastFailedAt  *time.Time `json:"last_failed_at,omitempty"`
 	CompletedAt   *time.Time `json:"completed_at,omitempty"`
+	// Attempts are the task's runs as its project's task index recorded
+	// them. Status leaves it empty (it is polled by Wait); the HTTP API's
+	// task read fills it through Client.Attempts.
+	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
 // TaskFailedError is a task that ended archived: it failed permanently,
