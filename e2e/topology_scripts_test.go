@@ -262,9 +262,13 @@ func exerciseScripts(t *testing.T, tp *topology, rdb redis.UniversalClient) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+api.Prefix+"/tasks/command:run", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", fmt.Sprintf("lua-%d", i))
-		if code, body, _ := doJSON(t, req); code != http.StatusAccepted {
-			t.Fatalf("API enqueue: %d %v", code, body)
+		code, enq, _ := doJSON(t, req)
+		if code != http.StatusAccepted {
+			t.Fatalf("API enqueue: %d %v", code, enq)
 		}
+		// The attempt record a worker writes when an attempt ends.
+		id, _ := enq["id"].(string)
+		must(t, schema.RecordAttempt(ctx, rdb, p, id, schema.Attempt{StartedAt: time.Now(), DurationMS: 1}).Err())
 		sb, err := gw.FindOrCreate(ctx, p.Namespace, p.Name, nil)
 		if err != nil {
 			t.Fatal(err)
