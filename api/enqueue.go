@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -152,9 +153,15 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	case errors.As(err, &mbe):
 		return tooLarge()
 	case err != nil:
-		if r.Context().Err() == nil {
-			writeError(w, http.StatusBadRequest, "cannot read the request body: "+err.Error(), "")
+		// Always answer: when the server's body deadline passes, net/http
+		// cancels the request's context too, and a handler that wrote
+		// nothing would send its default 200.
+		status, msg := http.StatusBadRequest, "cannot read the request body: "+err.Error()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			status, msg = http.StatusRequestTimeout, "the request body did not arrive in time; send it faster or smaller"
 		}
+		w.Header().Set("Connection", "close")
+		writeError(w, status, msg, "")
 		return nil, false
 	}
 	return body, true
