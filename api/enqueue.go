@@ -113,9 +113,7 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 	key, present := r.Header["Idempotency-Key"]
 	if !present {
 		status, b := do(r.Context())
-		if status != 0 {
-			writeRaw(w, status, b)
-		}
+		writeAnswer(w, status, b)
 		return
 	}
 	if msg := checkIdempotencyKey(key); msg != "" {
@@ -131,9 +129,17 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	if status != 0 {
-		writeRaw(w, status, b)
+	writeAnswer(w, status, b)
+}
+
+// writeAnswer writes an answer of doEnqueue; status 0 (the request's
+// context ended first) gets answerCancelled.
+func writeAnswer(w http.ResponseWriter, status int, b []byte) {
+	if status == 0 {
+		answerCancelled(w)
+		return
 	}
+	writeRaw(w, status, b)
 }
 
 // readBody reads the body within MaxBody; it answers 413 (or 400) itself
