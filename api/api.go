@@ -336,10 +336,20 @@ func writeError(w http.ResponseWriter, status int, msg, field string) {
 	writeJSON(w, status, errorBody{Error: msg, Field: field})
 }
 
+// answerCancelled answers a request whose context ended before it was
+// answered. Most often the client has gone and nobody reads it, but the
+// server also ends the context itself (a body read that timed out), and a
+// handler that wrote nothing would send net/http's default 200.
+func answerCancelled(w http.ResponseWriter) {
+	writeError(w, http.StatusServiceUnavailable, "the request was cancelled before it was answered; retry it", "")
+}
+
 // internalError logs err and answers 500 without its details.
 func (a *API) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	if r.Context().Err() != nil {
-		// The client went away; nobody reads the answer.
+		// The client went away, or the server ended the request: no log
+		// line, but an answer all the same.
+		answerCancelled(w)
 		return
 	}
 	a.log.ErrorContext(r.Context(), what, slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("err", err.Error()))

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -112,9 +113,7 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 	key, present := r.Header["Idempotency-Key"]
 	if !present {
 		status, b := do(r.Context())
-		if status != 0 {
-			writeRaw(w, status, b)
-		}
+		writeAnswer(w, status, b)
 		return
 	}
 	if msg := checkIdempotencyKey(key); msg != "" {
@@ -130,9 +129,17 @@ func (a *API) enqueue(w http.ResponseWriter, r *http.Request) {
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	if status != 0 {
-		writeRaw(w, status, b)
+	writeAnswer(w, status, b)
+}
+
+// writeAnswer writes an answer of doEnqueue; status 0 (the request's
+// context ended first) gets answerCancelled.
+func writeAnswer(w http.ResponseWriter, status int, b []byte) {
+	if status == 0 {
+		answerCancelled(w)
+		return
 	}
+	writeRaw(w, status, b)
 }
 
 // readBody reads the body within MaxBody; it answers 413 (or 400) itself
@@ -152,9 +159,15 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	case errors.As(err, &mbe):
 		return tooLarge()
 	case err != nil:
-		if r.Context().Err() == nil {
-			writeError(w, http.StatusBadRequest, "cannot read the request body: "+err.Error(), "")
+		// Always answer: when the server's body deadline passes, net/http
+		// cancels the request's context too, and a handler that wrote
+		// nothing would send its default 200.
+		status, msg := http.StatusBadRequest, "cannot read the request body: "+err.Error()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			status, msg = http.StatusRequestTimeout, "the request body did not arrive in time; send it faster or smaller"
 		}
+		w.Header().Set("Connection", "close")
+		writeError(w, status, msg, "")
 		return nil, false
 	}
 	return body, true

@@ -117,6 +117,7 @@ func (a *API) liveSandbox(w http.ResponseWriter, r *http.Request) (tasks.Project
 // input, 502 otherwise. Details of a 502 go to the log only.
 func (a *API) gatewayError(w http.ResponseWriter, r *http.Request, what string, err error, notFound string) {
 	if r.Context().Err() != nil {
+		answerCancelled(w)
 		return
 	}
 	var apiErr *gateway.APIError

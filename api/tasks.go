@@ -159,6 +159,9 @@ func (a *API) cancelTask(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, tasks.ErrTaskFinished):
 		writeError(w, http.StatusConflict, fmt.Sprintf("task %s has already completed; there is nothing to cancel", id), "")
 		return
+	case errors.Is(err, tasks.ErrTaskArchived):
+		writeError(w, http.StatusConflict, fmt.Sprintf("task %s is already archived (failed); there is nothing to cancel", id), "")
+		return
 	case err != nil:
 		a.internalError(w, r, "cancel task", err)
 		return

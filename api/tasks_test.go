@@ -231,6 +231,9 @@ func TestCancelTask(t *testing.T) {
 	// A completed task: 409.
 	b.startProcessor(t, map[string]asynq.HandlerFunc{
 		tasks.TypeServerStop: func(ctx context.Context, task *asynq.Task) error { return nil },
+		tasks.TypeCommandRun: func(ctx context.Context, task *asynq.Task) error {
+			return fmt.Errorf("command failed: %w", asynq.SkipRetry)
+		},
 	})
 	b.expect(t, request{method: "POST", path: "/tasks/server:stop", body: `{"name":"shop","slug":"web"}`}, http.StatusAccepted, &e)
 	b.expect(t, request{method: "GET", path: "/tasks/" + e.Queue + "/" + e.ID + "?wait=30s"}, http.StatusOK, &st)
@@ -238,4 +241,21 @@ func TestCancelTask(t *testing.T) {
 		t.Fatalf("state %s", st.State)
 	}
 	b.expectError(t, request{method: "DELETE", path: "/tasks/" + e.Queue + "/" + e.ID}, http.StatusConflict, "")
+
+	// A task that failed and was archived: 409 too, and it stays as it was.
+	b.expect(t, request{method: "POST", path: "/tasks/command:run", body: `{"name":"shop","command":"false"}`}, http.StatusAccepted, &e)
+	st = tasks.Result{}
+	b.expect(t, request{method: "GET", path: "/tasks/" + e.Queue + "/" + e.ID + "?wait=30s"}, http.StatusOK, &st)
+	if st.State != tasks.StateArchived || st.Cancelled {
+		t.Fatalf("failed task: %+v", st)
+	}
+	eb := b.expectError(t, request{method: "DELETE", path: "/tasks/" + e.Queue + "/" + e.ID}, http.StatusConflict, "")
+	if !strings.Contains(eb.Error, "already archived (failed)") {
+		t.Fatalf("cancel of a failed task: %q", eb.Error)
+	}
+	st = tasks.Result{}
+	b.expect(t, request{method: "GET", path: "/tasks/" + e.Queue + "/" + e.ID}, http.StatusOK, &st)
+	if st.Cancelled {
+		t.Fatalf("failed task marked cancelled: %+v", st)
+	}
 }

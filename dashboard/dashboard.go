@@ -191,6 +191,13 @@ func New(opts Config) (*Dashboard, error) {
 	return d, nil
 }
 
+// CheckRootPath reports whether New would refuse p as Config.RootPath,
+// without building anything.
+func CheckRootPath(p string) error {
+	_, err := cleanRootPath(p)
+	return err
+}
+
 // cleanRootPath applies the RootPath rules.
 func cleanRootPath(p string) (string, error) {
 	if p == "" {

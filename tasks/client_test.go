@@ -489,6 +489,18 @@ func TestCancelWaitingTasks(t *testing.T) {
 	if err := b.client.Cancel(ctx, done.Queue, done.ID); !errors.Is(err, tasks.ErrTaskFinished) {
 		t.Fatalf("Cancel(completed) = %v, want ErrTaskFinished", err)
 	}
+	// A task archived without a cancel mark (as a failed one is) is not
+	// cancellable either.
+	failed, err := b.client.RunCommand(ctx, tasks.CommandRun{Project: app, Command: "false"}, asynq.ProcessIn(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.insp.ArchiveTask(failed.Queue, failed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.client.Cancel(ctx, failed.Queue, failed.ID); !errors.Is(err, tasks.ErrTaskArchived) {
+		t.Fatalf("Cancel(failed and archived) = %v, want ErrTaskArchived", err)
+	}
 	for _, e := range []*tasks.Enqueued{pending, scheduled} {
 		if st, err := b.client.Status(ctx, e.Queue, e.ID); err != nil || st.State != tasks.StateArchived {
 			t.Fatalf("cancelled task now %+v, %v", st, err)

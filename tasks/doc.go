@@ -120,7 +120,9 @@
 // whose worker
 // missed the signal still stops at its next attempt. An archived task with
 // a cancel mark reports Cancelled in Status, Wait and TaskFailedError
-// (errors.Is(err, ErrCancelled)).
+// (errors.Is(err, ErrCancelled)). Cancelling it again is a no-op; an
+// archived task without the mark (one that failed) gives ErrTaskArchived,
+// as a completed one gives ErrTaskFinished.
 //
 // # Client
 //

@@ -21,6 +21,10 @@ var (
 	// ErrTaskFinished is returned by Cancel for a task that has already
 	// completed successfully.
 	ErrTaskFinished = errors.New("task already completed")
+	// ErrTaskArchived is returned by Cancel for a task that has already
+	// failed and been archived without being cancelled; cancelling a task
+	// that was cancelled before is not an error.
+	ErrTaskArchived = errors.New("task already archived (failed)")
 	// ErrCancelled matches a *TaskFailedError of a cancelled task.
 	ErrCancelled = errors.New("cancelled")
 )
@@ -193,8 +197,9 @@ const cancelSignalAfter = 2 * time.Second
 // running then, Cancel returns nil and the mark stops the task at its next
 // attempt.
 //
-// Cancelling an archived task does nothing and returns nil; a completed
-// task gives ErrTaskFinished; a missing one ErrTaskNotFound.
+// Cancelling a task that was cancelled before does nothing and returns
+// nil; a completed task gives ErrTaskFinished, one that failed and was
+// archived ErrTaskArchived, a missing one ErrTaskNotFound.
 func (c *Client) Cancel(ctx context.Context, queue, id string) error {
 	info, err := c.info(queue, id)
 	if err != nil {
@@ -204,6 +209,13 @@ func (c *Client) Cancel(ctx context.Context, queue, id string) error {
 	case asynq.TaskStateCompleted:
 		return fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
 	case asynq.TaskStateArchived:
+		cancelled, err := schema.IsCancelled(ctx, c.rdb, id)
+		switch {
+		case err != nil:
+			return fmt.Errorf("cancel task %s: read mark: %w", id, err)
+		case !cancelled:
+			return fmt.Errorf("cancel task %s: %w", id, ErrTaskArchived)
+		}
 		return nil
 	}
 	if err := schema.MarkCancelled(ctx, c.rdb, id); err != nil {

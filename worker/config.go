@@ -139,6 +139,9 @@ func (c *Config) validate() error {
 	if c.Watchers.Cap < 0 {
 		return configErr("Watchers.Cap", c.Watchers.Cap, "want 0 (the default, 10,000) or more")
 	}
+	if err := c.HTTP.validate(); err != nil {
+		return err
+	}
 	if !c.Maintenance.Disabled {
 		for _, s := range []struct{ field, spec string }{
 			{"Maintenance.CleanupSpec", c.Maintenance.CleanupSpec},

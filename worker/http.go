@@ -6,10 +6,15 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sandboxq/sandboxq/api"
+	"github.com/sandboxq/sandboxq/dashboard"
 	"github.com/sandboxq/sandboxq/internal/access"
 )
 
@@ -62,9 +67,18 @@ type guard struct {
 	next    http.Handler
 }
 
-// newGuard wraps next with the protection of cfg. AllowedHosts entries are
-// host names or IP addresses (a port, if given, is ignored); AllowedOrigins
-// entries are scheme://host[:port].
+// newGuard wraps next with the protection of cfg.
+//
+// An AllowedHosts entry is one exact host, matched case-insensitively: a
+// DNS name of letters, digits, '-' and '.' (a trailing dot is dropped), an
+// IPv4 literal, or an IPv6 literal (bare or in brackets), optionally
+// followed by :port, which is ignored (the Host header is matched without
+// its port). Anything else, wildcards such as "*" or "*.example.com"
+// included, is refused at start-up: a pattern would otherwise match only
+// the literal host of that name and lock everyone out silently.
+//
+// An AllowedOrigins entry is scheme://host[:port] with the host as above
+// and nothing after it; the Origin header must match it exactly.
 func newGuard(cfg HTTPConfig, next http.Handler) (*guard, error) {
 	g := &guard{hosts: map[string]bool{}, origins: map[string]bool{}, cop: http.NewCrossOriginProtection(), next: next}
 	for _, h := range loopbackHosts {
@@ -74,9 +88,9 @@ func newGuard(cfg HTTPConfig, next http.Handler) (*guard, error) {
 		if strings.TrimSpace(h) == "" {
 			continue // "a,,b" or a trailing comma
 		}
-		name := hostName(strings.TrimSpace(h))
-		if name == "" || strings.ContainsAny(name, "/ ") {
-			return nil, fmt.Errorf("worker: %s entry %q is not a host name or IP address", EnvAllowedHosts, h)
+		name, ok := hostEntry(strings.TrimSpace(h))
+		if !ok {
+			return nil, fmt.Errorf("worker: %s entry %q is not a host name or IP address (want letters, digits, '-' and '.', or an IP literal, IPv6 in brackets, optionally with :port); wildcards are not supported", EnvAllowedHosts, h)
 		}
 		g.hosts[name] = true
 	}
@@ -84,12 +98,68 @@ func newGuard(cfg HTTPConfig, next http.Handler) (*guard, error) {
 		if o = strings.TrimSpace(o); o == "" {
 			continue
 		}
-		if err := g.cop.AddTrustedOrigin(o); err != nil {
-			return nil, fmt.Errorf("worker: %s entry %q: want scheme://host[:port] such as https://app.example.com (%v)", EnvAllowedOrigins, o, err)
+		if err := g.addOrigin(o); err != nil {
+			return nil, fmt.Errorf("worker: %s entry %q: want scheme://host[:port] such as https://app.example.com; wildcards are not supported (%v)", EnvAllowedOrigins, o, err)
 		}
-		g.origins[o] = true
 	}
 	return g, nil
+}
+
+// addOrigin trusts origin o after checking its host as hostEntry does.
+func (g *guard) addOrigin(o string) error {
+	if err := g.cop.AddTrustedOrigin(o); err != nil {
+		return err
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return err
+	}
+	if u.User != nil || u.Opaque != "" {
+		return errors.New("only scheme://host[:port] is allowed")
+	}
+	if _, ok := hostEntry(u.Host); !ok {
+		return fmt.Errorf("host %q is not a host name or IP address", u.Host)
+	}
+	g.origins[o] = true
+	return nil
+}
+
+// hostEntry checks one host[:port] entry (see newGuard) and returns the
+// host as the guard matches it: lower case, without port, brackets or
+// trailing dot.
+func hostEntry(entry string) (string, bool) {
+	host := entry
+	if h, port, err := net.SplitHostPort(entry); err == nil {
+		if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
+			return "", false
+		}
+		host = h
+	} else if strings.HasPrefix(entry, "[") && strings.HasSuffix(entry, "]") {
+		host = entry[1 : len(entry)-1]
+	}
+	ip, err := netip.ParseAddr(host)
+	bracketed := strings.HasPrefix(entry, "[")
+	switch {
+	case err == nil && ip.Zone() == "" && (!bracketed || ip.Is6()):
+		return hostName(host), true
+	case bracketed || err == nil:
+		return "", false // brackets are for IPv6 literals only; no zones
+	}
+	name := strings.TrimSuffix(host, ".")
+	if name == "" || len(name) > 253 {
+		return "", false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return "", false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return "", false
+			}
+		}
+	}
+	return strings.ToLower(name), true
 }
 
 // checkListen refuses a non-loopback listen address without AllowedHosts:
@@ -105,6 +175,29 @@ func checkListen(cfg HTTPConfig) error {
 	}
 	if !slices.ContainsFunc(cfg.AllowedHosts, func(h string) bool { return strings.TrimSpace(h) != "" }) {
 		return fmt.Errorf("worker: HTTP address %q is not a loopback address: set %s to the host names clients use to reach it (and set dashboard credentials and API tokens)", cfg.Addr, EnvAllowedHosts)
+	}
+	return nil
+}
+
+// validate checks everything about the HTTP settings that needs no
+// connection: the listen address against AllowedHosts and the
+// credentials, the AllowedHosts and AllowedOrigins entries, and
+// DashboardPath.
+func (c *HTTPConfig) validate() error {
+	if err := checkListen(*c); err != nil {
+		return err
+	}
+	if err := dashboard.CheckRootPath(c.DashboardPath); err != nil {
+		return &ConfigError{Field: "HTTP.DashboardPath", Value: fmt.Sprintf("%q", c.DashboardPath), Reason: strings.TrimPrefix(err.Error(), "dashboard: ")}
+	}
+	if c.Addr == "" {
+		return nil
+	}
+	if err := dashboard.CheckListen(c.Addr, c.Auth); err != nil {
+		return err
+	}
+	if !c.APIDisabled {
+		return api.CheckListen(c.Addr, c.APITokens)
 	}
 	return nil
 }

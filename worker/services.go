@@ -72,7 +72,8 @@ type HTTPConfig struct {
 	// reach the server, besides localhost, 127.0.0.1 and [::1], which are
 	// always allowed; a request naming another Host gets 403 (except
 	// /healthz). Required with a non-loopback Addr. It protects Handler
-	// too. Set by SANDBOXQ_ALLOWED_HOSTS.
+	// too. Entries are exact hosts with an optional ignored :port; there
+	// are no wildcards (see newGuard). Set by SANDBOXQ_ALLOWED_HOSTS.
 	AllowedHosts []string
 	// AllowedOrigins are the browser origins (scheme://host[:port]) whose
 	// pages may send state-changing requests; every other cross-origin

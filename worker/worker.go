@@ -116,19 +116,6 @@ func New(cfg Config) (*Worker, error) {
 	if err := cfg.withDefaults(); err != nil {
 		return nil, err
 	}
-	if err := checkListen(cfg.HTTP); err != nil {
-		return nil, err
-	}
-	if cfg.HTTP.Addr != "" {
-		if err := dashboard.CheckListen(cfg.HTTP.Addr, cfg.HTTP.Auth); err != nil {
-			return nil, err
-		}
-		if !cfg.HTTP.APIDisabled {
-			if err := api.CheckListen(cfg.HTTP.Addr, cfg.HTTP.APITokens); err != nil {
-				return nil, err
-			}
-		}
-	}
 	if cfg.Watchers.OwnerID == "" {
 		cfg.Watchers.OwnerID = defaultOwnerID()
 	}

@@ -98,7 +98,7 @@ Cancels the task: a waiting task is archived at once; a running one is
 signalled and, once its handler stops, archived rather than retried. A task
 still running after a few seconds stops at its next attempt. Without --queue
 the task is looked for in every default queue. Exit code 1 when the task has
-already completed or cannot be found.
+already completed, has failed and been archived, or cannot be found.
 
 Examples:
   enqueue cancel 0b7e6c1e-6f4f-4c4e-9a39-3f1f2f9d8c11
@@ -111,11 +111,11 @@ Examples:
 				return a.fail(err)
 			}
 			if err := t.cl.Cancel(t.ctx, r.Queue, r.ID); err != nil {
-				if errors.Is(err, tasks.ErrTaskFinished) {
-					fmt.Fprintf(a.stderr, "enqueue: cannot cancel %s %s: it has already completed\n", r.Type, r.ID)
+				if why := notCancellable(err); why != "" {
+					fmt.Fprintf(a.stderr, "enqueue: cannot cancel %s %s: it is %s\n", r.Type, r.ID, why)
 					if t.c.jsonOut {
 						o := fromResult(r, false)
-						o.Error = strPtr("task already completed")
+						o.Error = strPtr("task " + why)
 						writeJSON(a.stdout, o, false)
 					}
 					return exitFailed
@@ -142,4 +142,16 @@ Examples:
 			return exitOK
 		},
 	}
+}
+
+// notCancellable words why Cancel's err means there is nothing to cancel,
+// or is "" for any other error.
+func notCancellable(err error) string {
+	switch {
+	case errors.Is(err, tasks.ErrTaskFinished):
+		return "already completed"
+	case errors.Is(err, tasks.ErrTaskArchived):
+		return "already archived (failed)"
+	}
+	return ""
 }

@@ -105,6 +105,11 @@ func TestWaitFailed(t *testing.T) {
 	}
 	// status of an archived task exits 1 too.
 	c.must(t, exitFailed, "status", str(t, m["id"]))
+	// A failed, archived task cannot be cancelled: exit 1 naming why.
+	cr := c.must(t, exitFailed, "cancel", str(t, m["id"]))
+	if !strings.Contains(cr.stderr, "already archived (failed)") || strings.Contains(cr.stdout, "cancelled") {
+		t.Errorf("cancel of a failed task: stdout %q stderr %q", cr.stdout, cr.stderr)
+	}
 }
 
 func TestWaitTimeout(t *testing.T) {

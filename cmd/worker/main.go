@@ -208,7 +208,8 @@ func workerConfig(cfg *Config, rdb redis.UniversalClient, gw *gateway.Client, lo
 // printError prints the error that ends the program as one line: a JSON
 // record with LOG_FORMAT=json, so that output stays all JSON, else text.
 func printError(w io.Writer, format string, err error) {
-	msg := "worker: " + strings.ReplaceAll(err.Error(), "\n", "; ")
+	// Errors of the worker package carry the prefix already.
+	msg := "worker: " + strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n", "; "), "worker: ")
 	if strings.EqualFold(format, "json") {
 		slog.New(slog.NewJSONHandler(w, nil)).Error(msg)
 		return

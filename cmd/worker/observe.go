@@ -51,19 +51,9 @@ func shutdownTracing(p *tracing.Provider) func() error {
 // the pause every worker keeps after a 429 with Retry-After. Unset or
 // "off": no gate at all; "unlimited": the shared pause without a budget.
 func gatewayGate(rdb redis.UniversalClient, cfg *Config, reg prometheus.Registerer) (gateway.Option, ratelimit.Limit, error) {
-	raw := strings.TrimSpace(cfg.GatewayRate)
-	if raw == "" || strings.EqualFold(raw, "off") {
-		return gateway.WithGate(nil), ratelimit.Limit{}, nil
-	}
-	if strings.EqualFold(raw, "unlimited") {
-		raw = "" // no budget, only the shared pause
-	}
-	limit, err := ratelimit.Parse(raw)
-	if err != nil {
-		return nil, limit, fmt.Errorf("SANDBOXQ_GATEWAY_RATE: %w", err)
-	}
-	if cfg.GatewayRateWait <= 0 {
-		return nil, limit, fmt.Errorf("SANDBOXQ_GATEWAY_RATE_WAIT=%v: want a positive duration", cfg.GatewayRateWait)
+	limit, on, err := cfg.gatewayRate()
+	if err != nil || !on {
+		return gateway.WithGate(nil), limit, err
 	}
 	g, err := ratelimit.New(rdb, ratelimit.Config{Limit: limit, MaxWait: cfg.GatewayRateWait, Metrics: reg})
 	if err != nil {
@@ -79,4 +69,25 @@ func traceProvider(p *tracing.Provider) trace.TracerProvider {
 		return nil
 	}
 	return p
+}
+
+// gatewayRate parses SANDBOXQ_GATEWAY_RATE and checks
+// SANDBOXQ_GATEWAY_RATE_WAIT; on is false when there is no gate at all.
+// It needs no connection, so start-up checks it before dialling Redis.
+func (c *Config) gatewayRate() (limit ratelimit.Limit, on bool, err error) {
+	raw := strings.TrimSpace(c.GatewayRate)
+	if raw == "" || strings.EqualFold(raw, "off") {
+		return ratelimit.Limit{}, false, nil
+	}
+	if strings.EqualFold(raw, "unlimited") {
+		raw = "" // no budget, only the shared pause
+	}
+	limit, err = ratelimit.Parse(raw)
+	if err != nil {
+		return limit, false, fmt.Errorf("SANDBOXQ_GATEWAY_RATE: %w", err)
+	}
+	if c.GatewayRateWait <= 0 {
+		return limit, false, fmt.Errorf("SANDBOXQ_GATEWAY_RATE_WAIT=%v: want a positive duration", c.GatewayRateWait)
+	}
+	return limit, true, nil
 }

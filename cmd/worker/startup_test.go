@@ -45,7 +45,30 @@ func startupFailures(busyAddr string) []struct {
 		{"ConcurrencyZero", map[string]string{"SANDBOXQ_CONCURRENCY": "0"}, []string{"SANDBOXQ_CONCURRENCY=0", "want 1 to 10000"}},
 		{"QueuesForeign", map[string]string{"SANDBOXQ_QUEUES": "foo=1"}, []string{`SANDBOXQ_QUEUES="foo=1"`, "missing critical, default, maintenance"}},
 		{"QueuesPartial", map[string]string{"SANDBOXQ_QUEUES": "critical=1,default=1"}, []string{`SANDBOXQ_QUEUES="critical=1,default=1"`, "missing maintenance;"}},
+		{"DashboardPathRelative", map[string]string{"DASHBOARD_PATH": "monitoring"}, []string{`DASHBOARD_PATH="monitoring"`, "must start with /"}},
+		{"GatewayRate", map[string]string{"SANDBOXQ_GATEWAY_RATE": "foo"}, []string{"SANDBOXQ_GATEWAY_RATE"}},
+		{"TraceSampler", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_TRACES_SAMPLER": "sometimes"}, []string{"OTEL_TRACES_SAMPLER"}},
+		{"OriginWildcard", map[string]string{"API_ALLOWED_ORIGINS": "*"}, []string{`API_ALLOWED_ORIGINS entry "*"`, "wildcards are not supported"}},
+		{"OriginHostWildcard", map[string]string{"API_ALLOWED_ORIGINS": "https://*.example.com"}, []string{`API_ALLOWED_ORIGINS entry "https://*.example.com"`, "wildcards are not supported"}},
+		{"HostWildcard", map[string]string{"SANDBOXQ_ALLOWED_HOSTS": "*"}, []string{`SANDBOXQ_ALLOWED_HOSTS entry "*"`, "wildcards are not supported"}},
+		{"HostSubdomainWildcard", map[string]string{"SANDBOXQ_ALLOWED_HOSTS": "app.example.com,*.example.com"}, []string{`SANDBOXQ_ALLOWED_HOSTS entry "*.example.com"`, "wildcards are not supported"}},
+		{"NotLoopback", map[string]string{"DASHBOARD_ADDR": ":0"}, []string{`HTTP address ":0" is not a loopback address`, "SANDBOXQ_ALLOWED_HOSTS"}},
 	}
+}
+
+// needsRedis are the startupFailures only found once the worker is
+// connected (the port is taken when it listens); every other one is found
+// before anything is dialled, so the tests give those an unreachable Redis.
+var needsRedis = map[string]bool{"PortInUse": true}
+
+// redisFor is the REDIS_URL for case name: the live one or an unreachable
+// one (a closed port).
+func redisFor(t *testing.T, name, live string) string {
+	t.Helper()
+	if needsRedis[name] {
+		return live
+	}
+	return "redis://127.0.0.1:" + closedPort(t)
 }
 
 func busyAddr(t *testing.T) string {
@@ -60,13 +83,15 @@ func busyAddr(t *testing.T) string {
 
 // TestRunRefusesBadSettings runs the program in-process with each bad
 // setting: run returns an error naming the variable, and nothing panics.
+// Redis is unreachable except where the check needs it, so the error also
+// proves the setting is checked before the worker dials Redis.
 func TestRunRefusesBadSettings(t *testing.T) {
 	t.Parallel()
 	db := redistest.New(t)
 	for _, tc := range startupFailures(busyAddr(t)) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"COMPUTESDK_API_KEY": "k", "REDIS_URL": db.URL(), "DASHBOARD_ADDR": "127.0.0.1:0"}
+			env := map[string]string{"COMPUTESDK_API_KEY": "k", "REDIS_URL": redisFor(t, tc.name, db.URL()), "DASHBOARD_ADDR": "127.0.0.1:0"}
 			for k, v := range tc.env {
 				env[k] = v
 			}
@@ -94,7 +119,7 @@ func TestBinaryExitsOnceOnBadSettings(t *testing.T) {
 		for _, format := range []string{"text", "json"} {
 			t.Run(tc.name+"_"+format, func(t *testing.T) {
 				t.Parallel()
-				env := map[string]string{"COMPUTESDK_API_KEY": "k", "REDIS_URL": db.URL(), "DASHBOARD_ADDR": "127.0.0.1:0", "LOG_FORMAT": format}
+				env := map[string]string{"COMPUTESDK_API_KEY": "k", "REDIS_URL": redisFor(t, tc.name, db.URL()), "DASHBOARD_ADDR": "127.0.0.1:0", "LOG_FORMAT": format}
 				for k, v := range tc.env {
 					env[k] = v
 				}
@@ -121,6 +146,9 @@ func TestBinaryExitsOnceOnBadSettings(t *testing.T) {
 					if !strings.Contains(msg, w) {
 						t.Errorf("stderr %q does not say %q", msg, w)
 					}
+				}
+				if !strings.HasPrefix(msg, "worker: ") || strings.Contains(msg, "worker: worker:") {
+					t.Errorf("stderr %q: want one \"worker: \" prefix", msg)
 				}
 			})
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/sandboxq/sandboxq/internal/tracing"
 	"github.com/sandboxq/sandboxq/worker"
 )
 
@@ -52,13 +53,18 @@ func (c *Config) validateRanges(env envconfig.Lookuper) error {
 	if c.WatcherCap < 0 {
 		return fmt.Errorf("SANDBOXQ_WATCHER_CAP=%d: want 0 or more", c.WatcherCap)
 	}
-	wc := worker.Config{
-		Concurrency: c.Concurrency, Queues: c.Queues, ShutdownTimeout: c.shutdownTimeout(),
-		Watchers:    worker.WatcherConfig{Cap: c.WatcherCap},
-		Maintenance: worker.MaintenanceConfig{IdleTTL: c.IdleTTL, CleanupSpec: c.CleanupCron, ReconcileSpec: c.ReconcileCron},
+	// The whole library configuration, HTTP settings included, with no
+	// connections: worker.New would find the same errors only after Redis
+	// answered.
+	wc := workerConfig(c, nil, nil, nil, nil, nil)
+	if err := workerError(wc.Validate(), env); err != nil {
+		return err
 	}
-	wc.Handlers.LeaseTTL, wc.Handlers.LeaseWait = c.LeaseTTL, c.LeaseWait
-	return workerError(wc.Validate(), env)
+	if _, _, err := c.gatewayRate(); err != nil {
+		return err
+	}
+	_, err := tracing.Check(env.Lookup)
+	return err
 }
 
 // shutdownTimeout is SANDBOXQ_SHUTDOWN_TIMEOUT for worker.Config, where 0

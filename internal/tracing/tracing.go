@@ -65,6 +65,44 @@ func Enabled(env Lookup) (bool, error) {
 // Setup returns the provider the variables describe, or nil when tracing
 // is off. defaultService names the service when OTEL_SERVICE_NAME is unset.
 func Setup(ctx context.Context, env Lookup, defaultService string) (*Provider, error) {
+	st, err := parse(env)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	exp, err := otlptracehttp.New(ctx, st.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+	}
+	service := st.service
+	if service == "" {
+		service = defaultService
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
+	if err != nil {
+		return nil, fmt.Errorf("trace resource: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithSampler(st.sampler), sdktrace.WithResource(res))
+	return &Provider{TracerProvider: tp, Shutdown: tp.Shutdown, Endpoint: redactEndpoint(st.endpoint)}, nil
+}
+
+// Check reports the errors Setup would, without building anything or
+// connecting anywhere, so a program can refuse bad variables before it
+// dials its other services. on says whether tracing would be on.
+func Check(env Lookup) (on bool, err error) {
+	st, err := parse(env)
+	return st != nil, err
+}
+
+// settings are the parsed variables of an enabled tracer.
+type settings struct {
+	sampler  sdktrace.Sampler
+	opts     []otlptracehttp.Option
+	endpoint string
+	service  string
+}
+
+// parse reads and checks the variables; nil settings: tracing is off.
+func parse(env Lookup) (*settings, error) {
 	on, err := Enabled(env)
 	if err != nil || !on {
 		return nil, err
@@ -80,32 +118,18 @@ func Setup(ctx context.Context, env Lookup, defaultService string) (*Provider, e
 	if err != nil {
 		return nil, err
 	}
-	var opts []otlptracehttp.Option
-	endpoint := "http://localhost:4318/v1/traces"
+	st := &settings{sampler: sampler, endpoint: "http://localhost:4318/v1/traces", service: get("OTEL_SERVICE_NAME")}
 	if u := get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); u != "" {
-		endpoint = u
-		opts = append(opts, otlptracehttp.WithEndpointURL(u))
+		st.endpoint = u
+		st.opts = append(st.opts, otlptracehttp.WithEndpointURL(u))
 	} else if u := get("OTEL_EXPORTER_OTLP_ENDPOINT"); u != "" {
-		endpoint = strings.TrimSuffix(u, "/") + "/v1/traces"
-		opts = append(opts, otlptracehttp.WithEndpointURL(endpoint))
+		st.endpoint = strings.TrimSuffix(u, "/") + "/v1/traces"
+		st.opts = append(st.opts, otlptracehttp.WithEndpointURL(st.endpoint))
 	}
-	if err := checkEndpoint(endpoint); err != nil {
+	if err := checkEndpoint(st.endpoint); err != nil {
 		return nil, err
 	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
-	}
-	service := get("OTEL_SERVICE_NAME")
-	if service == "" {
-		service = defaultService
-	}
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName(service)))
-	if err != nil {
-		return nil, fmt.Errorf("trace resource: %w", err)
-	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithSampler(sampler), sdktrace.WithResource(res))
-	return &Provider{TracerProvider: tp, Shutdown: tp.Shutdown, Endpoint: redactEndpoint(endpoint)}, nil
+	return st, nil
 }
 
 // samplerFrom reads OTEL_TRACES_SAMPLER and its argument.

@@ -264,7 +264,7 @@ export interface paths {
         post?: never;
         /**
          * Cancel a task
-         * @description Stops the task for good (tasks.Client.Cancel): a waiting task is archived at once; a running one is signalled and the request waits (up to about 10 s) until it stops. Cancelling an archived task changes nothing.
+         * @description Stops the task for good (tasks.Client.Cancel): a waiting task is archived at once; a running one is signalled and the request waits (up to about 10 s) until it stops. Cancelling a task that was cancelled before changes nothing; a task that has completed, or failed and been archived, answers 409.
          */
         delete: operations["cancelTask"];
         options?: never;
@@ -1805,7 +1805,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description The task has already completed. */
+            /** @description The task has already completed, or failed and been archived. */
             409: {
                 headers: {
                     [name: string]: unknown;
