@@ -205,51 +205,47 @@ func (c *Client) Cancel(ctx context.Context, queue, id string) error {
 	if err != nil {
 		return err
 	}
-	switch info.State {
-	case asynq.TaskStateCompleted:
-		return fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
-	case asynq.TaskStateArchived:
-		cancelled, err := schema.IsCancelled(ctx, c.rdb, id)
-		switch {
-		case err != nil:
-			return fmt.Errorf("cancel task %s: read mark: %w", id, err)
-		case !cancelled:
-			return fmt.Errorf("cancel task %s: %w", id, ErrTaskArchived)
-		}
-		return nil
+	if ended, err := c.endedBeforeCancel(ctx, info, id); ended {
+		return err
 	}
 	if err := schema.MarkCancelled(ctx, c.rdb, id); err != nil {
 		return fmt.Errorf("cancel task %s: set mark: %w", id, err)
 	}
+	return c.stopMarked(ctx, queue, id, info)
+}
+
+// endedBeforeCancel reports whether the task had ended before Cancel was
+// called, and what Cancel then returns: ErrTaskFinished for a completed
+// task, ErrTaskArchived for one that failed, nil for one cancelled before.
+func (c *Client) endedBeforeCancel(ctx context.Context, info *asynq.TaskInfo, id string) (bool, error) {
+	switch info.State {
+	case asynq.TaskStateCompleted:
+		return true, fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
+	case asynq.TaskStateArchived:
+		cancelled, err := schema.IsCancelled(ctx, c.rdb, id)
+		switch {
+		case err != nil:
+			return true, fmt.Errorf("cancel task %s: read mark: %w", id, err)
+		case !cancelled:
+			return true, fmt.Errorf("cancel task %s: %w", id, ErrTaskArchived)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// stopMarked brings a task whose cancel mark is set to an end: it archives
+// a waiting task, and waits (up to the cancel wait) for a running one to
+// notice the mark, signalling its worker through asynq if it does not.
+func (c *Client) stopMarked(ctx context.Context, queue, id string, info *asynq.TaskInfo) error {
 	start := time.Now()
 	deadline := start.Add(c.cancelWait)
 	var signalled time.Time
 	delay := 10 * time.Millisecond
 	for {
-		switch info.State {
-		case asynq.TaskStateCompleted:
-			return fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
-		case asynq.TaskStateArchived:
-			return nil
-		case asynq.TaskStateActive:
-			// A sandboxq worker notices the mark within its check interval
-			// and ends the task as "cancelled" itself. Only if it has not
-			// done so after cancelSignalAfter is the worker signalled through
-			// asynq (which ends the attempt as "context canceled"), and again
-			// now and then in case it missed that.
-			if time.Since(start) >= cancelSignalAfter && (signalled.IsZero() || time.Since(signalled) >= time.Second) {
-				if err := c.insp.CancelProcessing(id); err != nil {
-					return fmt.Errorf("cancel task %s: signal worker: %w", id, err)
-				}
-				signalled = time.Now()
-			}
-		default:
-			err := c.insp.ArchiveTask(queue, id)
-			if err == nil || errors.Is(err, asynq.ErrTaskNotFound) {
-				return nil
-			}
-			// The task changed state under us (e.g. it just started); look
-			// again.
+		done, err := c.cancelStep(queue, id, info, start, &signalled)
+		if done {
+			return err
 		}
 		if time.Now().After(deadline) {
 			c.logger.WarnContext(ctx, "task still running after cancel; its next attempt will stop",
@@ -267,5 +263,34 @@ func (c *Client) Cancel(ctx context.Context, queue, id string) error {
 		case err != nil:
 			return fmt.Errorf("cancel task %s: %w", id, err)
 		}
+	}
+}
+
+// cancelStep acts once on a marked task in the state info gives, and
+// reports whether Cancel is done (and with what).
+func (c *Client) cancelStep(queue, id string, info *asynq.TaskInfo, start time.Time, signalled *time.Time) (bool, error) {
+	switch info.State {
+	case asynq.TaskStateCompleted:
+		return true, fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
+	case asynq.TaskStateArchived:
+		return true, nil
+	case asynq.TaskStateActive:
+		// A sandboxq worker notices the mark within its check interval and
+		// ends the task as "cancelled" itself. Only if it has not done so
+		// after cancelSignalAfter is the worker signalled through asynq
+		// (which ends the attempt as "context canceled"), and again now and
+		// then in case it missed that.
+		if time.Since(start) >= cancelSignalAfter && (signalled.IsZero() || time.Since(*signalled) >= time.Second) {
+			if err := c.insp.CancelProcessing(id); err != nil {
+				return true, fmt.Errorf("cancel task %s: signal worker: %w", id, err)
+			}
+			*signalled = time.Now()
+		}
+		return false, nil
+	default:
+		err := c.insp.ArchiveTask(queue, id)
+		// Otherwise the task changed state under us (e.g. it just
+		// started); look again.
+		return err == nil || errors.Is(err, asynq.ErrTaskNotFound), nil
 	}
 }

@@ -128,14 +128,9 @@ func (g *guard) addOrigin(o string) error {
 // host as the guard matches it: lower case, without port, brackets or
 // trailing dot.
 func hostEntry(entry string) (string, bool) {
-	host := entry
-	if h, port, err := net.SplitHostPort(entry); err == nil {
-		if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
-			return "", false
-		}
-		host = h
-	} else if strings.HasPrefix(entry, "[") && strings.HasSuffix(entry, "]") {
-		host = entry[1 : len(entry)-1]
+	host, ok := stripPort(entry)
+	if !ok {
+		return "", false
 	}
 	ip, err := netip.ParseAddr(host)
 	bracketed := strings.HasPrefix(entry, "[")
@@ -146,20 +141,38 @@ func hostEntry(entry string) (string, bool) {
 		return "", false // brackets are for IPv6 literals only; no zones
 	}
 	name := strings.TrimSuffix(host, ".")
-	if name == "" || len(name) > 253 {
+	if name == "" || len(name) > 253 || slices.ContainsFunc(strings.Split(name, "."), badLabel) {
 		return "", false
 	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
-			return "", false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return "", false
-			}
+	return strings.ToLower(name), true
+}
+
+// stripPort returns entry without its ":port" (which must be a valid port)
+// or, for a bracketed IPv6 literal without a port, without its brackets.
+func stripPort(entry string) (string, bool) {
+	if h, port, err := net.SplitHostPort(entry); err == nil {
+		n, perr := strconv.Atoi(port)
+		return h, perr == nil && n >= 1 && n <= 65535
+	}
+	if strings.HasPrefix(entry, "[") && strings.HasSuffix(entry, "]") {
+		return entry[1 : len(entry)-1], true
+	}
+	return entry, true
+}
+
+// badLabel reports whether label cannot be a label of a DNS name: empty,
+// over 63 bytes, starting or ending with '-', or holding anything but
+// ASCII letters, digits and '-'.
+func badLabel(label string) bool {
+	if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+		return true
+	}
+	for _, r := range label {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return true
 		}
 	}
-	return strings.ToLower(name), true
+	return false
 }
 
 // checkListen refuses a non-loopback listen address without AllowedHosts:
