@@ -28,7 +28,7 @@ type listQuery struct {
 	// Search keeps the entries whose "namespace/name" contains it (any
 	// case); the page applies it to each page the registry returns.
 	Search string
-	Limit                     int
+	Limit  int
 }
 
 // parseListQuery validates the query; errors name the parameter.
