@@ -72,6 +72,14 @@ func (a *API) getTask(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, r, "task status", err)
 		return
 	}
+	res.Attempts, err = a.opts.Client.Attempts(r.Context(), queue, id)
+	if err != nil && !errors.Is(err, tasks.ErrTaskNotFound) {
+		a.internalError(w, r, "task attempts", err)
+		return
+	}
+	if res.Attempts == nil {
+		res.Attempts = []tasks.Attempt{}
+	}
 	writeJSON(w, http.StatusOK, redactResult(res))
 }
 

@@ -236,8 +236,12 @@ func process[P tasks.Payload](ctx context.Context, h *Handlers, raw *asynq.Task,
 			h.touch(ctx, proj)
 		}
 	}
-	if result != nil {
-		if werr := t.SetResult(result); werr != nil && err == nil {
+	if result != nil && t.result != nil {
+		handed, werr := handOver(ctx, result)
+		if !handed {
+			werr = t.SetResult(result)
+		}
+		if werr != nil && err == nil {
 			err = werr
 		}
 	}

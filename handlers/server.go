@@ -26,6 +26,10 @@ type ServerResult struct {
 	// Action says what the task did: "started", "restarted", "unchanged"
 	// (the same server was already up), "stopped" or "absent".
 	Action string `json:"action,omitempty"`
+	// Logs is the tail of the server's output when it ended failed or
+	// stopped (sandboxq.LogTail: the last 50 lines, at most 8 KiB, values
+	// of the task's env masked).
+	Logs string `json:"logs,omitempty"`
 }
 
 func serverResult(s *gateway.ServerInfo, action string) *ServerResult {

@@ -30,5 +30,7 @@ func AllScripts() []Script {
 		{"AdvanceSlot", AdvanceSlot, "SlotKey"},
 		{"FinishSlot", FinishSlot, "SlotKey"},
 		{"RatePause", RatePause, "RatePauseKey"},
+		{"IndexTask", IndexTaskScript, "TasksKey, TaskInfoKey of one project"},
+		{"RecordAttempt", RecordAttemptScript, "TasksKey, TaskInfoKey of one project"},
 	}
 }

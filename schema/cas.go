@@ -34,3 +34,9 @@ func CompareAndSet(ctx context.Context, rdb redis.Scripter, key, old, next strin
 	n, err := casScript.Run(ctx, rdb, []string{key}, old, next, ttl.Milliseconds()).Int()
 	return n == 1, err
 }
+
+// CompareAndSetCmd queues CompareAndSet on pl (a pipeline) with EVAL, so it
+// can share a round trip with other commands; the reply is 1 when it set.
+func CompareAndSetCmd(ctx context.Context, pl redis.Scripter, key, old, next string, ttl time.Duration) *redis.Cmd {
+	return casScript.Eval(ctx, pl, []string{key}, old, next, ttl.Milliseconds())
+}

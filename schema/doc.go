@@ -49,6 +49,17 @@
 //	    {"id","queue","state"}, state "creating" while a producer enqueues
 //	    (DedupClaimTTL, 15 s) and "enqueued" after (DedupTTL, 7 days, plus
 //	    any ProcessIn delay) — tasks.Client, CompareAndSet.
+//	sandboxq:{ns/name}:tasks (TasksKey) — sorted set — member a task id,
+//	    score the Unix ms it was enqueued; every task enqueued for the
+//	    project by any producer; capped at TaskIndexCap (1000, the oldest
+//	    dropped with its TaskInfoKey field) — TaskIndexTTL (7 days),
+//	    refreshed by every write — tasks.Client (IndexTask, pipelined with
+//	    the dedup record where there is one), RecordAttempt.
+//	sandboxq:{ns/name}:taskinfo (TaskInfoKey) — hash — field a task id of
+//	    TasksKey, value JSON {"queue","type","attempts":[{"started_at",
+//	    "duration_ms","error"}]} (the newest MaxAttemptsKept attempts) —
+//	    TaskIndexTTL with TasksKey — tasks.Client (IndexTask), the worker's
+//	    handlers.Attempts (RecordAttempt, pipelined with the task's result).
 //	sandboxq:cancel:<task id> (CancelKey) — string "1" — CancelMarkTTL,
 //	    7 days — tasks.Client.Cancel (MarkCancelled); read by handlers.
 //	sandboxq:api:idempotency:<sha256> (IdempotencyKey) — string — JSON
@@ -69,7 +80,9 @@
 // that sandboxq touches directly are named here too: asynq:queues
 // (AsynqQueuesKey, the set of known queues, which the HTTP API re-adds a
 // queue to after Redis restarted empty) and asynq:{<queue>}:t:<id>
-// (AsynqTaskKey, read only to see whether a task exists).
+// (AsynqTaskKey, read to see whether a task exists; its "result" field is
+// written by handlers.Attempts exactly as asynq's ResultWriter does, HSET,
+// so the final result shares a round trip with the attempt record).
 //
 // # Registry hash fields (RegistryKey)
 //
@@ -115,7 +128,10 @@
 // NOSCRIPT; the registry scripts RegistryUpsert, RegistryServer,
 // RegistrySandbox (each compares with the registry, appends to the stream,
 // publishes and records last_event in one step) and RegistryTouch; the
-// scheduler's AdvanceSlot and FinishSlot; the rate limit's RatePause.
+// scheduler's AdvanceSlot and FinishSlot; the rate limit's RatePause; the
+// task index's IndexTaskScript and RecordAttemptScript (sent with EVAL, so
+// they can ride in a pipeline with other commands without a NOSCRIPT
+// reload; CompareAndSetCmd is the same for CompareAndSet).
 //
 // # Following a stream
 //

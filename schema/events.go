@@ -34,8 +34,8 @@ const (
 //	 "name":"shop","sandbox_id":"sbx_…","timestamp":"2026-11-26T06:00:00.123Z",
 //	 "server_name":"web","status":"ready","url":"http://…","port":3000}
 //
-// server_name, url, port, exit_code and error are present only where they
-// apply. ID is the Redis stream entry id (empty on the published copy until
+// server_name, url, port, exit_code, error and logs are present only where
+// they apply. ID is the Redis stream entry id (empty on the published copy until
 // the entry exists, so publishers set it after XADD).
 type Event struct {
 	ID         string    `json:"id"`
@@ -50,6 +50,10 @@ type Event struct {
 	Port       int       `json:"port,omitempty"`
 	ExitCode   *int      `json:"exit_code,omitempty"`
 	Error      string    `json:"error,omitempty"`
+	// Logs is, on the server.status_changed event of a transition to
+	// failed or stopped, the tail of the server's output
+	// (sandboxq.LogTail).
+	Logs string `json:"logs,omitempty"`
 }
 
 // Project returns the event's project.

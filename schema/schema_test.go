@@ -32,7 +32,7 @@ func TestAllScriptsLoad(t *testing.T) {
 			t.Errorf("%s: %v", s.Name, err)
 		}
 	}
-	if len(seen) != 11 {
+	if len(seen) != 13 {
 		t.Errorf("%d scripts listed", len(seen))
 	}
 }

@@ -121,7 +121,20 @@ func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...asynq.Option) (
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", p.TypeName(), err)
 	}
+	if proj, ok := ProjectOfPayload(p); ok {
+		c.index(ctx, proj, info)
+	}
 	return &Enqueued{ID: info.ID, Queue: info.Queue, Type: info.Type}, nil
+}
+
+// index records a new task in its project's task index: one round trip.
+// The task exists already, so a failure is logged, not returned.
+func (c *Client) index(ctx context.Context, proj Project, info *asynq.TaskInfo) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := schema.IndexTask(ictx, c.rdb, proj, info.ID, info.Queue, info.Type, time.Now()).Err(); err != nil {
+		c.logger.WarnContext(ctx, "record task in project index", slog.String("task_id", info.ID), slog.String("err", err.Error()))
+	}
 }
 
 // EnsureSandbox enqueues sandbox:ensure (deduplicated, see Enqueue).
@@ -297,15 +310,15 @@ func (c *Client) enqueueUnique(ctx context.Context, typ string, proj Project, ta
 			return nil, fmt.Errorf("enqueue %s: claim %s: %w", typ, key, err)
 		}
 		if won {
-			return c.enqueueClaimed(ctx, typ, key, claim, task, id, ttl)
+			return c.enqueueClaimed(ctx, typ, proj, key, claim, task, id, ttl)
 		}
 		// Someone changed the key between our GET and the claim; look again.
 	}
 }
 
 // enqueueClaimed enqueues task under id while this producer holds the dedup
-// key, then records the task in the key.
-func (c *Client) enqueueClaimed(ctx context.Context, typ, key, claim string, task *asynq.Task, id string, ttl time.Duration) (*Enqueued, error) {
+// key, then records the task in the key and in the project's task index.
+func (c *Client) enqueueClaimed(ctx context.Context, typ string, proj Project, key, claim string, task *asynq.Task, id string, ttl time.Duration) (*Enqueued, error) {
 	ectx, cancel := context.WithTimeout(ctx, schema.DedupClaimTTL/2)
 	info, err := c.aq.EnqueueContext(ectx, task, asynq.TaskID(id))
 	cancel()
@@ -319,7 +332,17 @@ func (c *Client) enqueueClaimed(ctx context.Context, typ, key, claim string, tas
 		return nil, fmt.Errorf("enqueue %s: %w", typ, err)
 	}
 	done := dedupMark{ID: info.ID, Queue: info.Queue, State: markEnqueued}.String()
-	if ok, err := c.cas(sctx, key, claim, done, ttl); err != nil || !ok {
+	// The dedup record and the project's task index share one round trip.
+	var set *redis.Cmd
+	_, err = c.rdb.Pipelined(sctx, func(pl redis.Pipeliner) error {
+		set = schema.CompareAndSetCmd(sctx, pl, key, claim, done, ttl)
+		schema.IndexTask(sctx, pl, proj, info.ID, info.Queue, info.Type, time.Now())
+		return nil
+	})
+	if err != nil {
+		c.logger.WarnContext(ctx, "record dedup key and project index", slog.String("task_id", info.ID), slog.String("err", err.Error()))
+	}
+	if ok, err := set.Int(); err != nil || ok != 1 {
 		// Producers that see the claim still find the task by its id.
 		c.logger.WarnContext(ctx, "record dedup key", slog.String("key", key), slog.String("task_id", info.ID), slog.Any("err", err))
 	}

@@ -54,6 +54,10 @@ type Result struct {
 	NextProcessAt *time.Time `json:"next_process_at,omitempty"`
 	LastFailedAt  *time.Time `json:"last_failed_at,omitempty"`
 	CompletedAt   *time.Time `json:"completed_at,omitempty"`
+	// Attempts are the task's runs as its project's task index recorded
+	// them (filled by the HTTP API's task read and the CLI's status, not
+	// by Status).
+	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
 // TaskFailedError is a task that ended archived: it failed permanently,

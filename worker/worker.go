@@ -218,7 +218,7 @@ func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Contex
 	}
 	w.cancellation = handlers.NewCancellation(cfg.Redis, 0, log)
 	w.mux = asynq.NewServeMux()
-	w.mux.Use(handlers.Tracing(cfg.TracerProvider), handlers.Recover(log), handlers.Logging(log), metrics.Middleware(), w.cancellation.Middleware)
+	w.mux.Use(handlers.Tracing(cfg.TracerProvider), handlers.Attempts(cfg.Redis, log), handlers.Recover(log), handlers.Logging(log), metrics.Middleware(), w.cancellation.Middleware)
 	w.handlers.Register(w.mux)
 	if err := maintenance.Register(w.mux, maintenance.Config{
 		Redis: cfg.Redis, Gateway: cfg.Gateway, Store: w.store, IdleTTL: cfg.Maintenance.IdleTTL,
