@@ -2,5 +2,6 @@ package dashboard
 
 import "github.com/sandboxq/sandboxq/schema"
 
-// eventLogs is the output a server event carries (none yet).
-func eventLogs(schema.Event) string { return "" }
+// eventLogs is the tail of output a failed or stopped server's event
+// carries.
+func eventLogs(e schema.Event) string { return e.Logs }

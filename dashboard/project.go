@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
@@ -30,11 +31,9 @@ type TaskLister interface {
 
 // Limits of the project page.
 const (
-	pageTasks      = 100     // newest tasks read from the index
-	pageEvents     = 100     // newest events read from the stream
-	pageItems      = 300     // timeline entries shown
-	logLines       = 50      // last lines of each server's output shown
-	logBytes       = 8 << 10 // and at most this many bytes
+	pageTasks      = 100 // newest tasks read from the index
+	pageEvents     = 100 // newest events read from the stream
+	pageItems      = 300 // timeline entries shown
 	streamPoll     = 2 * time.Second
 	streamMaxAge   = 10 * time.Minute
 	streamBeat     = 15 * time.Second
@@ -136,28 +135,11 @@ func (d *Dashboard) servers(ctx context.Context, p tasks.Project, e events.Entry
 				d.log.WarnContext(ctx, "project page: server logs", "slug", ps.Slug, "err", err)
 				sv.LogsError = "cannot read the server's output (is the sandbox running?)"
 			}
-			sv.Logs = tailLines(logs, logLines, logBytes)
+			sv.Logs = sandboxq.LogTail(logs, nil)
 		}
 		out = append(out, sv)
 	}
 	return out
-}
-
-// tailLines keeps the last n lines of s, at most max bytes of them.
-func tailLines(s string, n, max int) string {
-	s = strings.TrimRight(s, "\n")
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	s = strings.Join(lines, "\n")
-	if len(s) > max {
-		s = s[len(s)-max:]
-		if i := strings.IndexByte(s, '\n'); i >= 0 {
-			s = s[i+1:]
-		}
-	}
-	return s
 }
 
 // newestEvents returns the project's newest events, newest first. The

@@ -71,7 +71,8 @@ func TestBrowserProjectPageIsLive(t *testing.T) {
 		}
 	}
 	// A dev server that crashes: "boom" on stderr, exit code 2.
-	if _, err := wait(client.StartServer(ctx, tasks.ServerStart{Project: p, Slug: "web", Command: "echo boom >&2; exit 2"})); err == nil {
+	crash, err := client.StartServer(ctx, tasks.ServerStart{Project: p, Slug: "web", Command: "echo boom >&2; exit 2"})
+	if _, err := wait(crash, err); err == nil {
 		t.Fatal("server:start of a crashing server succeeded")
 	}
 	// The watcher records the failure in the project's stream.
@@ -85,11 +86,28 @@ func TestBrowserProjectPageIsLive(t *testing.T) {
 	})
 	page.Screenshot(filepath.Join(dir, "project-failed-server.png"))
 	text := page.Text()
-	mustContain(t, "project page", text, "acme/shop", "Servers", "web", "failed", "exit code 2", "boom", "Timeline")
+	mustContain(t, "project page", text, "acme/shop", "Servers", "web", "failed", "exit code 2", "boom", "Timeline",
+		"server:start enqueued", "server:start attempt 1 started", "server:start attempt 1 failed", "server:start archived", crash.ID)
+	mustNotContain(t, "project page", text, "blogs/diary")
+	// The failed event carries the server's output, and the task links to
+	// its Asynqmon page.
+	var got struct {
+		EventLogs string
+		Link      string
+	}
+	page.Eval(`({EventLogs: (document.querySelector("#timeline li.event pre.logs") || {}).textContent || "",
+		Link: (document.querySelector("#timeline li.task a") || {href: ""}).getAttribute("href")})`, &got)
+	if !strings.Contains(got.EventLogs, "boom") {
+		t.Errorf("the failed event in the timeline shows output %q, want boom", got.EventLogs)
+	}
+	if want := "/monitoring/queues/" + crash.Queue + "/tasks/" + crash.ID; got.Link != want {
+		t.Errorf("the task links to %q, want its Asynqmon page %q", got.Link, want)
+	}
 
 	// A marker on window survives only if the page is never loaded again.
 	page.Eval(`window.sandboxqMarker = "kept"; true`, nil)
-	if _, err := wait(client.StartServer(ctx, tasks.ServerStart{Project: p, Slug: "api", Command: "sleep 300", WaitFor: tasks.WaitForRunning})); err != nil {
+	started, err := client.StartServer(ctx, tasks.ServerStart{Project: p, Slug: "api", Command: "sleep 300", WaitFor: tasks.WaitForRunning})
+	if _, err := wait(started, err); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, "the timeline to show the new server without a page load", 60*time.Second, func() bool {
@@ -101,7 +119,8 @@ func TestBrowserProjectPageIsLive(t *testing.T) {
 		if got.Marker != "kept" {
 			t.Fatalf("the page was loaded again: the marker on window is gone")
 		}
-		return strings.Contains(got.Text, "server api running")
+		return strings.Contains(got.Text, "server api running") && strings.Contains(got.Text, started.ID) &&
+			strings.Contains(got.Text, "server:start done")
 	})
 	page.Screenshot(filepath.Join(dir, "project-live-update.png"))
 

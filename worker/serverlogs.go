@@ -20,7 +20,7 @@ func serverLogs(gw *gateway.Client) dashboard.ServerLogsFunc {
 		if sb == nil {
 			return "", fmt.Errorf("project %s/%s has no sandbox", p.Namespace, p.Name)
 		}
-		logs, err := gw.Daemon(sb).ServerLogs(ctx, slug, "")
+		logs, err := gw.Daemon(sb).ServerLogs(ctx, slug, gateway.LogCombined)
 		if err != nil {
 			return "", err
 		}
