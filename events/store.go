@@ -47,6 +47,10 @@ type ServerState struct {
 	ExitCode  *int      `json:"exit_code,omitempty"`
 	Error     string    `json:"error,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Logs is the tail of the server's output on a transition to failed
+	// or stopped (gateway.LogTail). It travels on the event only; the
+	// registry does not keep it.
+	Logs string `json:"-"`
 }
 
 // Entry is a project's registry entry.
@@ -284,7 +288,7 @@ func (s *Store) ServerStatus(ctx context.Context, p tasks.Project, sandboxID, sl
 	e := tasks.Event{
 		Type: tasks.EventServerStatusChanged, Namespace: p.Namespace, Name: p.Name, SandboxID: sandboxID,
 		Timestamp: now.UTC(), ServerName: slug, Status: st.Status, URL: st.URL, Port: st.Port,
-		ExitCode: st.ExitCode, Error: st.Error,
+		ExitCode: st.ExitCode, Error: st.Error, Logs: st.Logs,
 	}
 	ej, err := eventJSON(e)
 	if err != nil {

@@ -16,7 +16,7 @@ var ErrSandboxDestroyed = errors.New("events: sandbox destroyed")
 
 // StateOf is the server state an event of server.status_changed reports.
 func StateOf(ev tasks.Event) ServerState {
-	return ServerState{Status: ev.Status, URL: ev.URL, Port: ev.Port, ExitCode: ev.ExitCode, Error: ev.Error, UpdatedAt: ev.Timestamp}
+	return ServerState{Status: ev.Status, URL: ev.URL, Port: ev.Port, ExitCode: ev.ExitCode, Error: ev.Error, UpdatedAt: ev.Timestamp, Logs: ev.Logs}
 }
 
 // WaitServer reads p's event stream after fromID (take it with

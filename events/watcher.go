@@ -481,6 +481,7 @@ func sortObservations(obs []observation) {
 // must end.
 func (w *watcher) recordServers(sess *session, obs []observation, now time.Time) (ok, stop bool) {
 	for _, o := range obs {
+		w.attachLogs(sess, &o)
 		ev, err := w.m.store.ServerStatus(w.ctx, w.p, sess.sandboxID, o.slug, o.st)
 		if errors.Is(err, ErrNotFound) {
 			w.m.stopAsync(w.p, true)
@@ -516,4 +517,31 @@ func (w *watcher) recordSandboxes(sess *session, sandboxes []sandboxObservation)
 		}
 	}
 	return false
+}
+
+// logTailTimeout bounds the read of a failed server's output.
+const logTailTimeout = 5 * time.Second
+
+// attachLogs adds the tail of the server's output to an observation that
+// moves a server to failed or stopped (as far as this watcher knows), so
+// the event of that transition carries it. A read that fails leaves the
+// event without logs.
+func (w *watcher) attachLogs(sess *session, o *observation) {
+	if !sandboxq.ServerStatus(o.st.Status).Terminal() {
+		return
+	}
+	w.mu.Lock()
+	cur, known := w.servers[o.slug]
+	w.mu.Unlock()
+	if known && cur.status == o.st.Status {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, logTailTimeout)
+	defer cancel()
+	logs, err := gateway.LogTail(ctx, sess.daemon, o.slug)
+	if err != nil {
+		w.m.log.Debug("read server logs", "project", w.member, "server", o.slug, "err", err)
+		return
+	}
+	o.st.Logs = logs
 }

@@ -55,7 +55,7 @@ func (h *Handlers) waitServer(ctx context.Context, w *serverWaiter) (*ServerResu
 	wctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	if serverDone(w.res, w.waitFor) {
-		return w.finish(nil)
+		return w.finish(ctx, nil)
 	}
 	viaEvents := h.waitThroughEvents()
 	interval := h.cfg.PollInterval
@@ -76,7 +76,7 @@ func (h *Handlers) waitServer(ctx context.Context, w *serverWaiter) (*ServerResu
 			step, err = w.read(ctx, wctx)
 		}
 		if step == stepEnd {
-			return w.finish(err)
+			return w.finish(ctx, err)
 		}
 	}
 }
@@ -94,12 +94,16 @@ func (w *serverWaiter) observe(next *ServerResult) bool {
 }
 
 // finish is the task's outcome: err, or a permanent failure for a server
-// that failed or stopped.
-func (w *serverWaiter) finish(err error) (*ServerResult, error) {
+// that failed or stopped, whose result carries the tail of the server's
+// output (from the event of that transition, else read from the daemon).
+func (w *serverWaiter) finish(ctx context.Context, err error) (*ServerResult, error) {
 	res := w.res
 	res.WaitedMS = time.Since(w.start).Milliseconds()
 	if err != nil {
 		return res, err
+	}
+	if sandboxq.ServerStatus(res.Status).Terminal() && res.Logs == "" {
+		res.Logs = w.logTail(ctx)
 	}
 	switch res.Status {
 	case sandboxq.ServerFailed:
@@ -150,7 +154,7 @@ func (w *serverWaiter) follow(ctx, wctx context.Context, interval time.Duration)
 // ending is checked against the daemon before it is believed.
 func (w *serverWaiter) fromStream(wctx context.Context) func(events.ServerState) bool {
 	return func(st events.ServerState) bool {
-		next := &ServerResult{Slug: w.res.Slug, Status: st.Status, URL: st.URL, Port: st.Port, ExitCode: st.ExitCode, Error: st.Error}
+		next := &ServerResult{Slug: w.res.Slug, Status: st.Status, URL: st.URL, Port: st.Port, ExitCode: st.ExitCode, Error: st.Error, Logs: st.Logs}
 		if up(st.Status) {
 			w.seenRun = true
 		} else if !w.seenRun {
@@ -182,4 +186,20 @@ func (w *serverWaiter) read(ctx, wctx context.Context) (waitStep, error) {
 		return stepEnd, classify(err)
 	}
 	return stepRead, nil
+}
+
+// logTail reads the tail of the server's output (gateway.LogTail); ""
+// when the daemon cannot give it.
+func (w *serverWaiter) logTail(ctx context.Context) string {
+	r, ok := w.d.(gateway.LogReader)
+	if !ok {
+		return ""
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	logs, err := gateway.LogTail(lctx, r, w.res.Slug)
+	if err != nil {
+		w.h.log.WarnContext(ctx, "read server logs", "slug", w.res.Slug, "err", err)
+	}
+	return logs
 }

@@ -27,6 +27,10 @@ type command struct {
 	// watch commands (watch) take the project flags and follow its events.
 	watch      *watchOpts
 	watchFlags func(fs *flag.FlagSet)
+	// project commands that are not enqueues (list, logs) take the
+	// project flags and watchFlags; noRedis runs them without Redis.
+	project projectFunc
+	noRedis bool
 }
 
 // buildInput is what a builder gets once the flags are parsed.
@@ -57,6 +61,7 @@ func commands() []*command {
 		startServerCommand(), stopServerCommand(), restartServerCommand(),
 		runCommand(), envCommand(), workflowCommand(),
 		statusCommand(), cancelCommand(), watchCommand(),
+		listCommand(), logsCommand(), retryCommand(),
 	}
 }
 

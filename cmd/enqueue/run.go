@@ -137,7 +137,7 @@ func newInvocation(cmd *command) *invocation {
 	case cmd.build != nil:
 		inv.c.registerProject(fs)
 		inv.c.registerEnqueue(fs)
-	case cmd.watch != nil:
+	case cmd.watch != nil, cmd.project != nil:
 		inv.c.registerProject(fs)
 	default:
 		fs.StringVar(&inv.c.queue, "queue", "", "the task's `queue` (default: look in every default queue)")
@@ -207,7 +207,7 @@ func (a *app) runCommand(ctx context.Context, cmd *command, args []string) int {
 	switch {
 	case cmd.task != nil:
 		return a.runTaskCommand(ctx, inv, pos)
-	case cmd.watch != nil:
+	case cmd.watch != nil, cmd.project != nil:
 		return a.runWatchCommand(ctx, inv, pos)
 	}
 	return a.runEnqueueCommand(ctx, inv, pos)
@@ -235,7 +235,13 @@ func (a *app) runWatchCommand(ctx context.Context, inv *invocation, pos []string
 		fmt.Fprintf(a.stderr, "enqueue: %v\n", err)
 		return exitUsage
 	}
+	if cmd.project != nil && cmd.noRedis {
+		return cmd.project(ctx, a, nil, p, &inv.c)
+	}
 	return a.withClient(ctx, cmd, &inv.c, func(cl *tasks.Client) int {
+		if cmd.project != nil {
+			return cmd.project(ctx, a, cl, p, &inv.c)
+		}
 		return a.watch(ctx, cl, p, cmd.watch, inv.c.jsonOut)
 	})
 }
