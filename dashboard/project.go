@@ -3,6 +3,7 @@ package dashboard
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -202,11 +203,25 @@ func (d *Dashboard) taskSteps(r tasks.TaskRecord) []timelineItem {
 	case tasks.StateCompleted:
 		items = append(items, step(end, "done", fmt.Sprintf("%d attempt(s)", len(r.Attempts)), "ready"))
 	case tasks.StateArchived:
-		items = append(items, step(end, "archived", r.LastError, "failed"))
+		it := step(end, "archived", r.LastError, "failed")
+		it.Logs = resultLogs(r.Result)
+		items = append(items, it)
 	case tasks.StateCancelled:
 		items = append(items, step(end, "cancelled", r.LastError, "stopped"))
 	}
 	return items
+}
+
+// resultLogs is the server output a result carries (server:start and
+// server:restart that ended with the server failed or stopped).
+func resultLogs(result []byte) string {
+	var r struct {
+		Logs string `json:"logs"`
+	}
+	if len(result) == 0 || json.Unmarshal(result, &r) != nil {
+		return ""
+	}
+	return r.Logs
 }
 
 // isLive reports whether a task in state s will run again.

@@ -92,13 +92,17 @@ func TestBrowserProjectPageIsLive(t *testing.T) {
 	// The failed event carries the server's output, and the task links to
 	// its Asynqmon page.
 	var got struct {
-		EventLogs string
-		Link      string
+		EventLogs, TaskLogs string
+		Link                string
 	}
 	page.Eval(`({EventLogs: (document.querySelector("#timeline li.event pre.logs") || {}).textContent || "",
+		TaskLogs: (document.querySelector("#timeline li.task pre.logs") || {}).textContent || "",
 		Link: (document.querySelector("#timeline li.task a") || {href: ""}).getAttribute("href")})`, &got)
 	if !strings.Contains(got.EventLogs, "boom") {
 		t.Errorf("the failed event in the timeline shows output %q, want boom", got.EventLogs)
+	}
+	if !strings.Contains(got.TaskLogs, "boom") {
+		t.Errorf("the archived task in the timeline shows output %q, want boom", got.TaskLogs)
 	}
 	if want := "/monitoring/queues/" + crash.Queue + "/tasks/" + crash.ID; got.Link != want {
 		t.Errorf("the task links to %q, want its Asynqmon page %q", got.Link, want)
