@@ -77,15 +77,18 @@ func TestAuth(t *testing.T) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})
 	paths := map[string]string{
-		"/tasks/{type}":                               "/tasks/command:run",
-		"/tasks/{queue}/{id}":                         "/tasks/default/x",
-		"/projects/{namespace}/{name}":                "/projects/default/p",
-		"/projects/{namespace}/{name}/events":         "/projects/default/p/events",
-		"/projects/{namespace}/{name}/sandbox":        "/projects/default/p/sandbox",
-		"/projects/{namespace}/{name}/servers/{slug}": "/projects/default/p/servers/web",
-		"/projects/{namespace}/{name}/files":          "/projects/default/p/files?path=/a",
-		"/projects/{namespace}/{name}/env":            "/projects/default/p/env",
-		"/openapi.json":                               "/openapi.json",
+		"/tasks/{type}":                                    "/tasks/command:run",
+		"/tasks/{queue}/{id}":                              "/tasks/default/x",
+		"/projects/{namespace}/{name}":                     "/projects/default/p",
+		"/projects/{namespace}/{name}/events":              "/projects/default/p/events",
+		"/projects/{namespace}/{name}/sandbox":             "/projects/default/p/sandbox",
+		"/projects/{namespace}/{name}/servers/{slug}":      "/projects/default/p/servers/web",
+		"/projects/{namespace}/{name}/files":               "/projects/default/p/files?path=/a",
+		"/projects/{namespace}/{name}/env":                 "/projects/default/p/env",
+		"/openapi.json":                                    "/openapi.json",
+		"/tasks/{queue}/{id}/retry":                        "/tasks/default/x/retry",
+		"/projects/{namespace}/{name}/servers/{slug}/logs": "/projects/default/p/servers/web/logs",
+		"/projects/{namespace}/{name}/tasks":               "/projects/default/p/tasks",
 	}
 	for _, rt := range b.api.routes() {
 		path, ok := paths[rt.path]

@@ -205,7 +205,10 @@ func TestProjectTimeline(t *testing.T) {
 	}
 
 	// The flaky task: every daemon request fails until it has failed twice.
-	if err := e.lp.SetFaults(local.Faults{Errors: []local.Fault{{Rate: 1, Status: http.StatusServiceUnavailable, Scope: local.ScopeDaemon}}}); err != nil {
+	// The 503s carry Retry-After: 2s, which the worker honours, so the
+	// faults are off well before the third attempt.
+	fault := local.Fault{Rate: 1, Status: http.StatusServiceUnavailable, Scope: local.ScopeDaemon, RetryAfter: 2 * time.Second}
+	if err := e.lp.SetFaults(local.Faults{Errors: []local.Fault{fault}}); err != nil {
 		t.Fatal(err)
 	}
 	flaky, err := e.client.RunCommand(ctx, tasks.CommandRun{Project: a, Command: "echo third time"})

@@ -57,11 +57,12 @@ func Attempts(rdb redis.UniversalClient, logger *slog.Logger) asynq.MiddlewareFu
 			default:
 				a.Error = truncate(err.Error(), maxAttemptError)
 			}
-			if werr := writeAttempt(ctx, rdb, p, queue, id, st.result, a, record); werr != nil {
-				logger.WarnContext(ctx, "record task attempt", slog.String("task_id", id), slog.String("err", werr.Error()))
-				if err == nil && st.result != nil {
-					err = fmt.Errorf("write result: %w", werr)
-				}
+			resErr, recErr := writeAttempt(ctx, rdb, p, queue, id, st.result, a, record)
+			if recErr != nil {
+				logger.WarnContext(ctx, "record task attempt", slog.String("task_id", id), slog.String("err", recErr.Error()))
+			}
+			if resErr != nil && err == nil {
+				err = fmt.Errorf("write result: %w", resErr)
 			}
 			return err
 		})
@@ -69,28 +70,43 @@ func Attempts(rdb redis.UniversalClient, logger *slog.Logger) asynq.MiddlewareFu
 }
 
 // writeAttempt writes the final result (if any) and the attempt record (if
-// record) in one pipeline.
-func writeAttempt(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, queue, id string, result []byte, a schema.Attempt, record bool) error {
+// record) in one pipeline, and returns the error of each. A record that
+// could not be written only costs the timeline an attempt; a result that
+// could not be written fails the attempt, as with asynq's ResultWriter.
+func writeAttempt(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, queue, id string, result []byte, a schema.Attempt, record bool) (resErr, recErr error) {
 	if result == nil && !record {
-		return nil
+		return nil, nil
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	var res *redis.IntCmd
+	var (
+		res *redis.IntCmd
+		rec *redis.Cmd
+	)
 	_, err := rdb.Pipelined(wctx, func(pl redis.Pipeliner) error {
 		if result != nil {
 			// What asynq's ResultWriter does: HSET of the task's "result".
 			res = pl.HSet(wctx, schema.AsynqTaskKey(queue, id), "result", result)
 		}
 		if record {
-			schema.RecordAttempt(wctx, pl, p, id, a)
+			rec = schema.RecordAttempt(wctx, pl, p, id, a)
 		}
 		return nil
 	})
-	if res != nil && res.Err() != nil {
-		return res.Err()
+	if res != nil {
+		resErr = res.Err()
 	}
-	return err
+	if rec != nil {
+		recErr = rec.Err()
+	}
+	if err != nil && resErr == nil && recErr == nil {
+		// The pipeline failed as a whole (e.g. Redis unreachable).
+		resErr, recErr = err, err
+		if result == nil {
+			resErr = nil
+		}
+	}
+	return resErr, recErr
 }
 
 // handOver gives the task's final result to Attempts when it runs the

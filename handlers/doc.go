@@ -85,6 +85,23 @@
 // env:update reports key names, files:write counts and paths, command:run
 // its output capped at 64 KiB per stream.
 //
+// A server:start or server:restart that ends with the server failed or
+// stopped carries the tail of the server's output in "logs"
+// (gateway.LogTail, the values of the server's env masked): from the
+// event of that transition when the wait follows the event stream, else
+// read from the daemon once.
+//
+// # Attempts
+//
+// Attempts (attempts.go) records every attempt of a project task (start,
+// duration, error) in the project's task index (schema.RecordAttempt). So
+// that this costs no round trip of its own, the handler does not write its
+// final result through asynq's ResultWriter when Attempts runs it: it
+// hands the result over, and Attempts writes it (HSET of the task's
+// "result", as the ResultWriter does) in one pipeline with the attempt
+// record. Progress written while the task runs still goes through the
+// ResultWriter.
+//
 // # Tracing and the shared rate limit
 //
 // Tracing (tracing.go) makes each attempt a consumer span whose parent is

@@ -111,7 +111,8 @@
 //	 "status":"ready","url":"http://127.0.0.1:3000","port":3000}
 //
 // type is server.status_changed (status one of the sandboxq.Server*
-// statuses; server_name always; url, port, exit_code, error when known) or
+// statuses; server_name always; url, port, exit_code, error when known;
+// logs, the tail of the output, on a transition to failed or stopped) or
 // sandbox.status_changed (status created, ready, destroyed or error). In
 // the stream the "id" member is left out; on the channels it is the entry
 // id.

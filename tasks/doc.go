@@ -67,8 +67,11 @@
 // # Redis keys
 //
 // Besides asynq's own keys, the Client uses the dedup keys
-// (schema.DedupKey), the cancel marks (schema.CancelKey) and reads the
-// event streams (schema.Follow); package schema owns and documents every
+// (schema.DedupKey), the cancel marks (schema.CancelKey), the per-project
+// task index (schema.TasksKey, TaskInfoKey: every task Enqueue creates for
+// a project, in one round trip, or none extra for a deduplicated type
+// whose index record shares the dedup record's pipeline; ProjectTasks,
+// Attempts and Retry read it) and reads the event streams (schema.Follow); package schema owns and documents every
 // sandboxq key. This package imports no other sandboxq package than the
 // vocabulary leaf (sandboxq: Project, server statuses, restart policies,
 // health check; Project and ValidationError here are aliases) and schema

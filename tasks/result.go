@@ -55,8 +55,8 @@ type Result struct {
 	LastFailedAt  *time.Time `json:"last_failed_at,omitempty"`
 	CompletedAt   *time.Time `json:"completed_at,omitempty"`
 	// Attempts are the task's runs as its project's task index recorded
-	// them (filled by the HTTP API's task read and the CLI's status, not
-	// by Status).
+	// them. Status leaves it empty (it is polled by Wait); the HTTP API's
+	// task read fills it through Client.Attempts.
 	Attempts []Attempt `json:"attempts,omitempty"`
 }
 

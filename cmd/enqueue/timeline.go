@@ -226,19 +226,19 @@ func (a *app) followLogs(ctx context.Context, read func() (string, error), prev 
 }
 
 // newOutput is what cur has after prev: the rest when cur extends prev,
-// else what follows the end of prev (the daemon drops old output once its
-// buffer is full), else all of cur.
+// else, when the daemon dropped the oldest output of prev, what follows
+// the part of prev that cur still starts with; else all of cur.
 func newOutput(prev, cur string) string {
-	if strings.HasPrefix(cur, prev) {
-		return cur[len(prev):]
-	}
-	anchor := prev[max(0, len(prev)-256):]
-	if anchor != "" {
-		if i := strings.LastIndex(cur, anchor); i >= 0 {
-			return cur[i+len(anchor):]
+	for i := 0; ; {
+		if strings.HasPrefix(cur, prev[i:]) {
+			return cur[len(prev)-i:]
 		}
+		j := strings.IndexByte(prev[i:], '\n')
+		if j < 0 {
+			return cur
+		}
+		i += j + 1
 	}
-	return cur
 }
 
 func retryCommand() *command {

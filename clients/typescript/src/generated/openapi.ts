@@ -272,6 +272,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tasks/{queue}/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run an archived or cancelled task again
+         * @description Enqueues a new task with the archived or cancelled task's payload, queue, retry limit, timeout and retention, under the same rules as any enqueue (validation; sandbox:ensure and sandbox:destroy are deduplicated per project, so the answer may name a live task with duplicate true).
+         */
+        post: operations["retryTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/projects/{namespace}/{name}": {
         parameters: {
             query?: never;
@@ -358,6 +378,46 @@ export interface paths {
          * @description Finds the project's sandbox through the gateway and reads the server from its daemon (GET /servers/{slug}); no task, no registry.
          */
         get: operations["getServer"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{namespace}/{name}/servers/{slug}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A managed server's output, fresh from the daemon
+         * @description Finds the project's sandbox through the gateway and reads the server's combined output from its daemon (GET /servers/{slug}/logs).
+         */
+        get: operations["getServerLogs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{namespace}/{name}/tasks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A project's tasks, newest first, with their attempts
+         * @description Every task enqueued for the project by any producer (Go client, CLI, API, maintenance), from its per-project task index (the last 1000, kept 7 days after the last write), joined with the task's state in asynq; tasks past their retention are left out.
+         */
+        get: operations["projectTasks"];
         put?: never;
         post?: never;
         delete?: never;
@@ -668,6 +728,8 @@ export interface components {
             last_failed_at?: string;
             /** Format: date-time */
             completed_at?: string;
+            /** @description Every attempt the workers recorded in the project's task index (start, duration, error), oldest first; asynq itself keeps only the last error. Omitted when none is recorded (tasks without a project, or not run yet). */
+            attempts?: components["schemas"]["Attempt"][];
         };
         Event: {
             /** @description Redis stream entry id; the SSE id. */
@@ -685,6 +747,8 @@ export interface components {
             port?: number;
             exit_code?: number;
             error?: string;
+            /** @description On the server.status_changed event of a transition to failed or stopped: the tail of the server's output (as in the server task's result). */
+            logs?: string;
         };
         ServerState: {
             status?: string;
@@ -796,6 +860,8 @@ export interface components {
              * @enum {string}
              */
             action?: "started" | "restarted" | "unchanged" | "stopped" | "absent";
+            /** @description When the server ended failed or stopped: the last 50 lines of its output, at most 8 KiB, with the values of the task's env masked as [redacted]. */
+            logs?: string;
         };
         /** @description Result of command:run. */
         CommandRunResult: {
@@ -887,6 +953,8 @@ export interface components {
             last_failed_at?: string;
             /** Format: date-time */
             completed_at?: string;
+            /** @description Every attempt the workers recorded in the project's task index (start, duration, error), oldest first; asynq itself keeps only the last error. Omitted when none is recorded (tasks without a project, or not run yet). */
+            attempts?: components["schemas"]["Attempt"][];
         };
         SandboxEnsureTask: components["schemas"]["TaskBase"] & {
             /** @constant */
@@ -1022,6 +1090,34 @@ export interface components {
         };
         /** @description A task's state and typed result, discriminated by type. */
         Task: components["schemas"]["SandboxEnsureTask"] | components["schemas"]["SandboxDestroyTask"] | components["schemas"]["FilesWriteTask"] | components["schemas"]["ServerStartTask"] | components["schemas"]["ServerStopTask"] | components["schemas"]["ServerRestartTask"] | components["schemas"]["CommandRunTask"] | components["schemas"]["EnvUpdateTask"] | components["schemas"]["WorkflowRunTask"] | components["schemas"]["MaintenanceCleanupTask"] | components["schemas"]["MaintenanceReconcileTask"];
+        Attempt: {
+            /** Format: date-time */
+            started_at: string;
+            duration_ms: number;
+            /** @description The error the attempt ended with; absent for the attempt that succeeded. */
+            error?: string;
+        };
+        TaskRecord: {
+            id: string;
+            queue: string;
+            type: string;
+            /** @enum {string} */
+            state: "pending" | "scheduled" | "retry" | "active" | "completed" | "archived" | "cancelled" | "aggregating";
+            /** Format: date-time */
+            enqueued_at: string;
+            attempts: components["schemas"]["Attempt"][];
+            /** @description The task's result, redacted as in the task read. */
+            result?: unknown;
+            last_error?: string;
+        };
+        TasksView: {
+            tasks: components["schemas"]["TaskRecord"][];
+        };
+        LogsView: {
+            slug: string;
+            /** @description The server's combined output (stdout and stderr) as the daemon keeps it. */
+            logs: string;
+        };
     };
     responses: {
         /** @description Enqueued (or, with duplicate=true, an existing live task). */
@@ -1720,6 +1816,59 @@ export interface operations {
             };
         };
     };
+    retryTask: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                queue: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new task (or the live duplicate). */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Enqueued"];
+                };
+            };
+            /** @description A query parameter, or the stored payload no longer validates. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description No such task. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The task is not archived or cancelled. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            500: components["responses"]["InternalError"];
+        };
+    };
     getProject: {
         parameters: {
             query?: never;
@@ -1953,6 +2102,97 @@ export interface operations {
             };
             502: components["responses"]["BadGateway"];
             503: components["responses"]["NoGateway"];
+        };
+    };
+    getServerLogs: {
+        parameters: {
+            query?: {
+                /** @description Only the last N lines. */
+                tail?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Project namespace ("default" unless you chose one); percent-encode a / in it. */
+                namespace: components["parameters"]["Namespace"];
+                /** @description Project name. */
+                name: components["parameters"]["Name"];
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogsView"];
+                };
+            };
+            /** @description Invalid namespace, name, slug or tail, or an unknown query parameter. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            /** @description The project has no live sandbox, or the sandbox has no such server. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            502: components["responses"]["BadGateway"];
+            503: components["responses"]["NoGateway"];
+        };
+    };
+    projectTasks: {
+        parameters: {
+            query?: {
+                state?: "pending" | "scheduled" | "retry" | "active" | "completed" | "archived" | "cancelled" | "aggregating";
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description Project namespace ("default" unless you chose one); percent-encode a / in it. */
+                namespace: components["parameters"]["Namespace"];
+                /** @description Project name. */
+                name: components["parameters"]["Name"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tasks. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TasksView"];
+                };
+            };
+            /** @description Invalid namespace, name, state or limit, or an unknown query parameter. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            500: components["responses"]["InternalError"];
         };
     };
     readFile: {
