@@ -169,6 +169,9 @@ func (d *Dashboard) timeline(recs []tasks.TaskRecord, evs []schema.Event) []time
 	for _, e := range evs {
 		items = append(items, eventItem(e))
 	}
+	// Newest first; of two steps at the same time the later one (a task's
+	// final state after its last attempt) comes first.
+	slices.Reverse(items)
 	slices.SortStableFunc(items, func(a, b timelineItem) int { return b.At.Compare(a.At) })
 	if len(items) > pageItems {
 		items = items[:pageItems]
