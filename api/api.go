@@ -19,8 +19,8 @@ import (
 
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/internal/access"
-	"github.com/sandboxq/sandboxq/internal/eventhub"
 	"github.com/sandboxq/sandboxq/internal/config"
+	"github.com/sandboxq/sandboxq/internal/eventhub"
 	"github.com/sandboxq/sandboxq/internal/secret"
 	"github.com/sandboxq/sandboxq/tasks"
 )
