@@ -20,6 +20,7 @@ import (
 	"github.com/sandboxq/sandboxq/events"
 	"github.com/sandboxq/sandboxq/internal/access"
 	"github.com/sandboxq/sandboxq/internal/config"
+	"github.com/sandboxq/sandboxq/internal/eventhub"
 	"github.com/sandboxq/sandboxq/internal/secret"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -178,7 +179,7 @@ type API struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	tokens []access.Digest
-	hub    *hub
+	hub    *eventhub.Hub
 
 	handler http.Handler // serve, traced if configured
 
@@ -222,7 +223,7 @@ func New(opts Config) (*API, error) {
 	}
 	a := &API{opts: opts, log: opts.Logger.With("component", "api"), mux: http.NewServeMux()}
 	a.closing, a.close = context.WithCancel(context.Background())
-	a.hub = newHub(opts.Redis, a.log)
+	a.hub = eventhub.New(opts.Redis, a.log)
 	for _, t := range opts.Tokens {
 		a.tokens = append(a.tokens, access.DigestOf(t.Reveal()))
 	}
@@ -240,7 +241,7 @@ func New(opts Config) (*API, error) {
 // after Close still work, but event streams end at once.
 func (a *API) Close() error {
 	a.close()
-	a.hub.shutdown()
+	a.hub.Close()
 	return nil
 }
 

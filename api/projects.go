@@ -6,18 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/internal/eventhub"
 	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -117,8 +116,8 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 
 	// Subscribe before the first read: an event published after it wakes
 	// the loop even if it lands between a read and the wait.
-	sub, err := a.hub.subscribe(ctx, p)
-	if errors.Is(err, errClosed) {
+	sub, err := a.hub.Subscribe(ctx, p)
+	if errors.Is(err, eventhub.ErrClosed) {
 		writeError(w, http.StatusServiceUnavailable, "the server is shutting down; reconnect to another instance or later", "")
 		return
 	}
@@ -126,7 +125,7 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, r, "subscribe to events", err)
 		return
 	}
-	defer sub.close()
+	defer sub.Close()
 	if from == "$" {
 		if from, err = schema.LastEventID(ctx, a.opts.Redis, p); err != nil {
 			a.internalError(w, r, "read events", err)
@@ -140,7 +139,7 @@ func (a *API) projectEvents(w http.ResponseWriter, r *http.Request) {
 	if s.flush() != nil {
 		return
 	}
-	a.streamEvents(ctx, s, sub.wake, p, from)
+	a.streamEvents(ctx, s, sub.Wake(), p, from)
 }
 
 // eventsFrom reads where an event stream starts: Last-Event-ID, else
@@ -275,125 +274,4 @@ func nextEntryID(ctx context.Context, rdb redis.UniversalClient, p tasks.Project
 		return "", err
 	}
 	return msgs[0].ID, nil
-}
-
-// hub shares one Redis pub/sub connection among the open event streams:
-// each stream subscribes to its project's channel (schema.EventsChannel),
-// and a message wakes the streams of that project, which then read the
-// stream itself. The stream is the source of truth; a message only says
-// "read now".
-type hub struct {
-	rdb redis.UniversalClient
-	log *slog.Logger
-
-	mu     sync.Mutex
-	ps     *redis.PubSub
-	subs   map[string]map[*subscription]struct{} // channel → streams
-	closed bool
-	wg     sync.WaitGroup
-}
-
-type subscription struct {
-	h       *hub
-	channel string
-	wake    chan struct{}
-}
-
-var errClosed = errors.New("api: closed")
-
-func newHub(rdb redis.UniversalClient, log *slog.Logger) *hub {
-	return &hub{rdb: rdb, log: log, subs: map[string]map[*subscription]struct{}{}}
-}
-
-// subscribe registers a stream of p's events.
-func (h *hub) subscribe(ctx context.Context, p tasks.Project) (*subscription, error) {
-	s := &subscription{h: h, channel: schema.EventsChannel(p), wake: make(chan struct{}, 1)}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, errClosed
-	}
-	set := h.subs[s.channel]
-	if set == nil {
-		if h.ps == nil {
-			ps := h.rdb.Subscribe(ctx)
-			if err := ps.Subscribe(ctx, s.channel); err != nil {
-				_ = ps.Close()
-				return nil, err
-			}
-			h.ps = ps
-			msgs := ps.ChannelWithSubscriptions(redis.WithChannelSize(256))
-			h.wg.Go(func() { h.receive(msgs) })
-		} else if err := h.ps.Subscribe(ctx, s.channel); err != nil {
-			return nil, err
-		}
-		set = map[*subscription]struct{}{}
-		h.subs[s.channel] = set
-	}
-	set[s] = struct{}{}
-	return s, nil
-}
-
-// receive wakes the streams of each message's channel. A (re)subscription
-// confirmation wakes them too: messages may have been lost while the
-// connection was down.
-func (h *hub) receive(msgs <-chan any) {
-	for m := range msgs {
-		var ch string
-		switch m := m.(type) {
-		case *redis.Message:
-			ch = m.Channel
-		case *redis.Subscription:
-			ch = m.Channel
-		default:
-			continue
-		}
-		h.mu.Lock()
-		for s := range h.subs[ch] {
-			select {
-			case s.wake <- struct{}{}:
-			default:
-			}
-		}
-		h.mu.Unlock()
-	}
-}
-
-// close unregisters the stream; the last stream of a channel unsubscribes,
-// and the last stream of all closes the connection.
-func (s *subscription) close() {
-	h := s.h
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	set := h.subs[s.channel]
-	delete(set, s)
-	if len(set) > 0 {
-		return
-	}
-	delete(h.subs, s.channel)
-	if h.ps == nil {
-		return
-	}
-	if len(h.subs) == 0 {
-		_ = h.ps.Close()
-		h.ps = nil
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.ps.Unsubscribe(ctx, s.channel); err != nil {
-		h.log.Warn("unsubscribe from events", "err", err.Error())
-	}
-}
-
-// shutdown closes the connection and waits for the receiver.
-func (h *hub) shutdown() {
-	h.mu.Lock()
-	h.closed = true
-	if h.ps != nil {
-		_ = h.ps.Close()
-		h.ps = nil
-	}
-	h.mu.Unlock()
-	h.wg.Wait()
 }

@@ -244,9 +244,7 @@ func TestEventsResume(t *testing.T) {
 	s2.close()
 	testutil.Eventually(t, "the stream to end", 10*time.Second, func() bool { return b.api.streams.Load() == 0 })
 	testutil.Eventually(t, "the hub to drop its subscriptions", 10*time.Second, func() bool {
-		b.api.hub.mu.Lock()
-		defer b.api.hub.mu.Unlock()
-		return len(b.api.hub.subs) == 0 && b.api.hub.ps == nil
+		return b.api.hub.Idle()
 	})
 }
 

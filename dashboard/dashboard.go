@@ -17,6 +17,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/events"
+	"github.com/sandboxq/sandboxq/internal/eventhub"
+	"github.com/sandboxq/sandboxq/tasks"
 )
 
 // Defaults of Config.
@@ -70,6 +72,12 @@ type Config struct {
 	// Refresh is the auto-refresh period of the /sandboxes page (default
 	// 5 s; negative disables it).
 	Refresh time.Duration
+	// Tasks reads a project's task index for the project page (default
+	// tasks.NewClient(Redis)).
+	Tasks TaskLister
+	// ServerLogs, if set, reads a server's recent output for the project
+	// page; without it the page shows no logs.
+	ServerLogs ServerLogsFunc
 	// Logger receives warnings (default: discard).
 	Logger *slog.Logger
 	// Now is the clock for idle times (default time.Now).
@@ -85,6 +93,9 @@ func (c *Config) withDefaults() error {
 	}
 	if c.Store == nil {
 		c.Store = events.NewStore(c.Redis, events.StoreConfig{})
+	}
+	if c.Tasks == nil {
+		c.Tasks = tasks.NewClient(c.Redis)
 	}
 	if c.Refresh == 0 {
 		c.Refresh = DefaultRefresh
@@ -126,6 +137,13 @@ type Dashboard struct {
 	log      *slog.Logger
 	now      func() time.Time
 
+	tasks      TaskLister
+	serverLogs ServerLogsFunc
+	hub        *eventhub.Hub
+	closing    context.Context // ends with EndStreams
+	endClosing context.CancelFunc
+	endOnce    sync.Once
+
 	handler    http.Handler
 	registry   Registry
 	registered []prometheus.Collector
@@ -156,8 +174,14 @@ func New(opts Config) (*Dashboard, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		registry: opts.Metrics,
+
+		tasks:      opts.Tasks,
+		serverLogs: opts.ServerLogs,
+		hub:        eventhub.New(opts.Redis, opts.Logger),
 	}
+	d.closing, d.endClosing = context.WithCancel(context.Background())
 	if err := d.registerCollectors(); err != nil {
+		d.endClosing()
 		return nil, err
 	}
 
@@ -181,6 +205,8 @@ func New(opts Config) (*Dashboard, error) {
 	}))
 	mux.HandleFunc("GET /api/sandboxes", d.apiSandboxes)
 	mux.HandleFunc("GET /sandboxes", d.sandboxesPage)
+	mux.HandleFunc("GET /sandboxes/{namespace}/{name}", d.projectPage)
+	mux.HandleFunc("GET /api/sandboxes/{namespace}/{name}/stream", d.projectStream)
 	mux.HandleFunc("GET /{$}", d.index)
 	mux.Handle(root+"/", d.guardReadOnly(monitor))
 
@@ -257,6 +283,7 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.handle
 // same registry. It does not close Redis. Close it after the HTTP server
 // serving the dashboard has shut down.
 func (d *Dashboard) Close() error {
+	d.EndStreams()
 	d.closeOnce.Do(d.unregister)
 	return nil
 }

@@ -141,7 +141,7 @@ func TestAsynqmonDeepLinksAndRootPath(t *testing.T) {
 func TestAuth(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(o *dashboard.Config) { o.Auth = testAuth() })
-	protected := []string{"/monitoring/", "/monitoring/api/queues", "/metrics", "/readyz", "/sandboxes", "/api/sandboxes", "/"}
+	protected := []string{"/monitoring/", "/monitoring/api/queues", "/metrics", "/readyz", "/sandboxes", "/api/sandboxes", "/", "/sandboxes/team-a/web"}
 	for _, path := range protected {
 		for name, auth := range map[string]func(*http.Request){
 			"none":           nil,

@@ -7,9 +7,18 @@
 //	RootPath+"/"      Asynqmon (default /monitoring/); deep links and reloads
 //	                  work because Asynqmon serves its single-page app for
 //	                  every path it does not know
-//	/sandboxes        the registry as a plain HTML table (html/template, no
-//	                  JavaScript; refreshes itself with <meta http-equiv=refresh>)
-//	/api/sandboxes    the same as JSON: ?namespace=&status=&cursor=&limit=,
+//	/sandboxes        the registry as an HTML table (html/template) with a
+//	                  search box (?q=); a few lines of script swap the rows
+//	                  every Config.Refresh (?fragment=rows renders only them,
+//	                  from the same template), so what is typed survives
+//	/sandboxes/{namespace}/{name}
+//	                  the project page: sandbox, servers with their recent
+//	                  output (Config.ServerLogs), and one timeline of the
+//	                  project's tasks (Config.Tasks, its task index) and events
+//	/api/sandboxes/{namespace}/{name}/stream
+//	                  Server-Sent Events of the project page: "view" events
+//	                  carrying its sections rendered again when they change
+//	/api/sandboxes    the registry as JSON: ?namespace=&status=&cursor=&limit=,
 //	                  {"sandboxes": [...], "next_cursor": "..."}
 //	/metrics          Prometheus: Config.Metrics, plus asynq queue series
 //	                  (QueueCollector) and Go/process series
@@ -39,6 +48,23 @@
 // Mutating requests must be same-origin (http.CrossOriginProtection), since
 // a browser holding basic credentials would otherwise let any web page post
 // to the dashboard.
+//
+// # The project page
+//
+// The page is rendered on the server from one template; its sections
+// ("head", "servers", "timeline") are named templates, and the page's
+// stream sends them rendered again, so the browser only swaps HTML that
+// html/template escaped and there is no second renderer in JavaScript.
+// The stream is woken by the project's event channel through the process's
+// shared subscription (internal/eventhub, also used by the API) and re-reads
+// every 2 s, since task changes publish nothing; it sends a view only when
+// its sections changed, asks the daemon for server output only after a new
+// event, and ends after 10 minutes (the browser reconnects) or on
+// EndStreams, which the worker calls when its HTTP server shuts down. The
+// newest events are read with one XREVRANGE and decoded by
+// schema.DecodeEntry; new ones by schema.ReadEvents from the last id seen.
+// Authentication is the dashboard's (a browser sends its basic
+// credentials with EventSource), never an API token.
 //
 // # Read-only
 //

@@ -25,7 +25,10 @@ var sandboxStatuses = []string{tasks.SandboxCreated, tasks.SandboxReady, tasks.S
 // listQuery is a parsed ?namespace=&status=&cursor=&limit= query.
 type listQuery struct {
 	Namespace, Status, Cursor string
-	Limit                     int
+	// Search keeps the entries whose "namespace/name" contains it (any
+	// case); the page applies it to each page the registry returns.
+	Search string
+	Limit  int
 }
 
 // parseListQuery validates the query; errors name the parameter.
@@ -34,6 +37,7 @@ func parseListQuery(q url.Values) (listQuery, error) {
 		Namespace: strings.TrimSpace(q.Get("namespace")),
 		Status:    strings.TrimSpace(q.Get("status")),
 		Cursor:    q.Get("cursor"),
+		Search:    strings.TrimSpace(q.Get("q")),
 		Limit:     events.DefaultListLimit,
 	}
 	if lq.Namespace != "" {
@@ -128,7 +132,14 @@ func idle(now, lastUsed time.Time) time.Duration {
 //go:embed sandboxes.html
 var sandboxesHTML string
 
-var sandboxesTmpl = template.Must(template.New("sandboxes").Parse(sandboxesHTML))
+var sandboxesTmpl = template.Must(template.New("sandboxes").Funcs(template.FuncMap{
+	"pathEscape": url.PathEscape,
+}).Parse(sandboxesHTML))
+
+// matches reports whether e is kept by the search.
+func (lq listQuery) matches(e events.Entry) bool {
+	return lq.Search == "" || strings.Contains(strings.ToLower(e.Namespace+"/"+e.Name), strings.ToLower(lq.Search))
+}
 
 type pageData struct {
 	Query          listQuery
@@ -169,10 +180,15 @@ func (d *Dashboard) sandboxesPage(w http.ResponseWriter, r *http.Request) {
 		status, data.Error = http.StatusInternalServerError, err.Error()
 	} else {
 		for _, e := range entries {
-			data.Rows = append(data.Rows, newPageRow(now, e))
+			if lq.matches(e) {
+				data.Rows = append(data.Rows, newPageRow(now, e))
+			}
 		}
 		if next != "" {
 			q := url.Values{"cursor": {next}, "limit": {strconv.Itoa(lq.Limit)}}
+			if lq.Search != "" {
+				q.Set("q", lq.Search)
+			}
 			if lq.Namespace != "" {
 				q.Set("namespace", lq.Namespace)
 			}
@@ -185,7 +201,11 @@ func (d *Dashboard) sandboxesPage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	if err := sandboxesTmpl.Execute(w, data); err != nil {
+	tmpl := "sandboxes"
+	if r.URL.Query().Get("fragment") == "rows" {
+		tmpl = "rows" // the page's script swaps the table rows
+	}
+	if err := sandboxesTmpl.ExecuteTemplate(w, tmpl, data); err != nil {
 		d.log.WarnContext(r.Context(), "render sandboxes page", "err", err)
 	}
 }

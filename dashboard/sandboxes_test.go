@@ -141,7 +141,7 @@ func TestSandboxesPage(t *testing.T) {
 		t.Fatalf("GET /sandboxes: %d %s", status, h.Get("Content-Type"))
 	}
 	mustContain(t, "page", page,
-		`<meta http-equiv="refresh" content="3">`,
+		`data-refresh="3"`, `<a class="project" href="/sandboxes/team-a/web">`,
 		"team-a/<b>web</b>", "team-a/<b>api</b>", "team-b/<b>shop</b>",
 		"sbx-web-1", `<b>dev</b> <span class="status ready">ready</span>`,
 		`<a href="http://127.0.0.1:5173/" target="_blank" rel="noopener noreferrer">`,
@@ -156,8 +156,15 @@ func TestSandboxesPage(t *testing.T) {
 	mustContain(t, "filtered page", filtered, "team-b/<b>shop</b>", `value="team-b"`)
 	mustNotContain(t, "filtered page", filtered, "team-a/<b>web</b>")
 
+	searched := b.get(t, "/sandboxes?q=SHO", nil)
+	mustContain(t, "searched page", searched, "team-b/<b>shop</b>", `value="SHO"`)
+	mustNotContain(t, "searched page", searched, "team-a/<b>web</b>", "team-a/<b>api</b>")
+	rows := b.get(t, "/sandboxes?q=team-a/&fragment=rows", nil)
+	mustContain(t, "rows fragment", rows, "team-a/<b>web</b>", "team-a/<b>api</b>")
+	mustNotContain(t, "rows fragment", rows, "team-b/<b>shop</b>", "<html", "<form")
+
 	paged := b.get(t, "/sandboxes?limit=1", nil)
-	if strings.Count(paged, "<tr>") != 2 || !strings.Contains(paged, `<a href="/sandboxes?cursor=`) {
+	if strings.Count(paged, "<tr data-project=") != 1 || !strings.Contains(paged, `<a href="/sandboxes?cursor=`) {
 		t.Errorf("page of one: want one row and a next link:\n%s", paged)
 	}
 
@@ -169,7 +176,7 @@ func TestSandboxesPage(t *testing.T) {
 	empty := setup(t, func(o *dashboard.Config) { o.Refresh = -1 })
 	body := empty.get(t, "/sandboxes", nil)
 	mustContain(t, "empty page", body, "No sandboxes.")
-	mustNotContain(t, "empty page", body, "http-equiv")
+	mustContain(t, "empty page", body, `data-refresh="0"`)
 	if got := empty.get(t, "/", nil); !strings.Contains(got, "<h1>Sandboxes</h1>") {
 		t.Errorf("/ does not lead to the sandboxes page")
 	}

@@ -243,7 +243,7 @@ func (w *Worker) buildHTTP() (err error) {
 	if w.dash, err = dashboard.New(dashboard.Config{
 		Redis: cfg.Redis, RootPath: cfg.HTTP.DashboardPath, ReadOnly: cfg.HTTP.ReadOnly, Auth: cfg.HTTP.Auth,
 		ListenAddr: cfg.HTTP.Addr, Store: w.store, Metrics: cfg.Metrics, PrometheusAddr: cfg.HTTP.PrometheusAddr,
-		Ready: w.ready, Logger: cfg.Logger.With("component", "dashboard"),
+		Ready: w.ready, Logger: cfg.Logger.With("component", "dashboard"), ServerLogs: serverLogs(cfg.Gateway),
 	}); err != nil {
 		if strings.Contains(err.Error(), "RootPath") {
 			return &ConfigError{Field: "HTTP.DashboardPath", Value: fmt.Sprintf("%q", cfg.HTTP.DashboardPath), Reason: strings.TrimPrefix(err.Error(), "dashboard: ")}
@@ -360,6 +360,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		l := w.listener
 		wg.Go(func() {
 			fail("http", serveHTTP(ctx, l, w.http, func() {
+				w.dash.EndStreams()
 				if w.api != nil {
 					_ = w.api.Close()
 				}

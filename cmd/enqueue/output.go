@@ -149,11 +149,13 @@ const progressInterval = 200 * time.Millisecond
 // it ended, the user interrupted the wait.
 func (a *app) await(ctx, wctx context.Context, cl *tasks.Client, c *common, e *tasks.Enqueued) outcome {
 	pctx, stop := context.WithCancel(wctx)
+	sw := &statusWriter{w: a.stderr, mode: a.statusMode(c), name: e.Type + " " + e.ID}
 	var wg sync.WaitGroup
-	wg.Go(func() { a.progress(pctx, cl, e) })
+	wg.Go(func() { a.progress(pctx, cl, e, sw) })
 	res, err := cl.Wait(wctx, e.Queue, e.ID)
 	stop()
 	wg.Wait()
+	sw.done()
 
 	o := outcome{ID: e.ID, Queue: e.Queue, Type: e.Type, Duplicate: e.Duplicate, State: tasks.StatePending}
 	if res != nil {
@@ -197,29 +199,19 @@ func (a *app) await(ctx, wctx context.Context, cl *tasks.Client, c *common, e *t
 	return o
 }
 
-// progress prints the task's state, and for a running task the progress
-// result its handler records, each time they change, until ctx ends.
-func (a *app) progress(ctx context.Context, cl *tasks.Client, e *tasks.Enqueued) {
-	name := e.Type + " " + e.ID
-	var state string
-	var result []byte
+// progress shows the task's state, attempt, elapsed time and (from the
+// progress result its handler records) server status until ctx ends: one
+// line replaced in place on a terminal, one JSON object per change with
+// --json, else one plain line per change. Final states are left to the
+// caller's final line.
+func (a *app) progress(ctx context.Context, cl *tasks.Client, e *tasks.Enqueued, sw *statusWriter) {
+	start := time.Now()
 	t := time.NewTicker(progressInterval)
 	defer t.Stop()
 	for {
-		if r, err := cl.Status(ctx, e.Queue, e.ID); err == nil && ctx.Err() == nil {
-			if r.State != state {
-				state = r.State
-				line := fmt.Sprintf("enqueue: %s: %s", name, state)
-				if r.State == tasks.StateRetry && r.LastError != "" {
-					line += fmt.Sprintf(" (attempt %d of %d failed: %s)", r.Retried, r.MaxRetry+1, r.LastError)
-				}
-				fmt.Fprintln(a.stderr, line)
-			}
-			final := r.State == tasks.StateCompleted || r.State == tasks.StateArchived
-			if len(r.Result) > 0 && !final && !bytes.Equal(r.Result, result) {
-				result = bytes.Clone(r.Result)
-				fmt.Fprintf(a.stderr, "enqueue: %s: progress %s\n", name, compact(r.Result))
-			}
+		if r, err := cl.Status(ctx, e.Queue, e.ID); err == nil && ctx.Err() == nil &&
+			r.State != tasks.StateCompleted && r.State != tasks.StateArchived {
+			sw.update(newWaitStatus(r, time.Since(start)))
 		}
 		select {
 		case <-ctx.Done():
@@ -227,6 +219,17 @@ func (a *app) progress(ctx context.Context, cl *tasks.Client, e *tasks.Enqueued)
 		case <-t.C:
 		}
 	}
+}
+
+// statusMode is how this run shows a waiting task.
+func (a *app) statusMode(c *common) statusMode {
+	switch {
+	case c.jsonOut:
+		return statusJSON
+	case a.tty:
+		return statusLive
+	}
+	return statusLines
 }
 
 // compact returns JSON on one line, cut to a readable length.

@@ -59,7 +59,8 @@ Run 'enqueue <command> -h' for a command's flags and examples.
 
 // run is the whole program; main only supplies the process's environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, cmds: commands()}
+	a := &app{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, cmds: commands(), tty: isTerminal(stderr)}
+	args = hoistGlobalFlags(args, valueFlags(a.cmds))
 	if len(args) == 0 {
 		a.printOverview(stderr)
 		return exitUsage
@@ -77,6 +78,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		a.printOverview(stdout)
 		return exitOK
+	case "version":
+		return a.version(args[1:])
+	case "completion":
+		return a.completion(args[1:])
 	}
 	cmd := a.find(args[0])
 	if cmd == nil {
@@ -88,6 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 }
 
 type app struct {
+	tty            bool // stderr is a terminal: --wait shows a live status line
 	getenv         func(string) string
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -107,6 +113,9 @@ func (a *app) printOverview(w io.Writer) {
 	var b strings.Builder
 	for _, c := range a.cmds {
 		fmt.Fprintf(&b, "  %-15s %s\n", c.name, c.summary)
+	}
+	for _, c := range extraCommands {
+		fmt.Fprintf(&b, "  %-15s %s\n", c[0], c[1])
 	}
 	fmt.Fprintf(w, overview, b.String())
 }

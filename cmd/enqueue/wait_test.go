@@ -46,8 +46,8 @@ func TestWaitCompleted(t *testing.T) {
 	if !strings.Contains(r.stdout, "\n  ") {
 		t.Errorf("stdout is not indented for humans: %q", r.stdout)
 	}
-	if !strings.Contains(r.stderr, "completed") {
-		t.Errorf("stderr %q does not say completed", r.stderr)
+	if n := strings.Count(r.stderr, "completed"); n != 1 {
+		t.Errorf("stderr says completed %d times, want once: %q", n, r.stderr)
 	}
 
 	r = c.must(t, exitOK, "ensure", "--name", "shop", "--wait", "--json")

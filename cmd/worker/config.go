@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -51,7 +52,7 @@ type Config struct {
 	DashboardUser     string          `env:"DASHBOARD_USER"`
 	DashboardPassword secret.Secret   `env:"DASHBOARD_PASSWORD"`
 	DashboardToken    secret.Secret   `env:"DASHBOARD_TOKEN"`
-	DashboardReadOnly bool            `env:"DASHBOARD_READONLY, default=true"`
+	DashboardReadOnly *bool           `env:"DASHBOARD_READONLY, noinit"` // unset: true, false with -dev
 	PrometheusAddr    string          `env:"DASHBOARD_PROMETHEUS_ADDR"`
 	APITokens         []secret.Secret `env:"API_TOKENS"`
 	APIDisabled       bool            `env:"API_DISABLED, default=false"`
@@ -126,4 +127,61 @@ func envErrorText(err error) string {
 		}
 	}
 	return msg
+}
+
+// envVar is one variable of Config: its name and default, read from the
+// struct tags so that the help cannot drift from what is read.
+type envVar struct {
+	Name, Default string
+}
+
+// envVars lists Config's variables in declaration order.
+func envVars() []envVar {
+	t := reflect.TypeFor[Config]()
+	out := make([]envVar, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue
+		}
+		v := envVar{Name: strings.TrimSpace(name)}
+		// default= is the last option: its value may hold commas or spaces.
+		if _, def, ok := strings.Cut(opts, "default="); ok {
+			v.Default = def
+		}
+		if d, ok := computedDefaults[v.Name]; ok {
+			v.Default = d
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// computedDefaults are the defaults that no struct tag can state, as the
+// README's configuration table words them.
+var computedDefaults = map[string]string{
+	"REDIS_URL":              "redis://127.0.0.1:6379",
+	"SANDBOXQ_QUEUES":        "critical=6,default=3,maintenance=1",
+	"SANDBOXQ_OWNER_ID":      "<host>-<pid>-<random>",
+	"DASHBOARD_READONLY":     "true (false with -dev)",
+	"SANDBOXQ_LOCAL_ROOT":    "a temp dir",
+	"SANDBOXQ_LOCAL_API_KEY": "random",
+}
+
+// printEnvHelp writes every variable with its default, one a line.
+func printEnvHelp(w io.Writer) {
+	vars := envVars()
+	width := 0
+	for _, v := range vars {
+		width = max(width, len(v.Name))
+	}
+	for _, v := range vars {
+		def := v.Default
+		if def == "" {
+			def = "(unset)"
+		}
+		fmt.Fprintf(w, "  %-*s  %s\n", width, v.Name, def)
+	}
+	fmt.Fprint(w, "OTEL_* variables (tracing) are described in the README.\n")
 }

@@ -114,7 +114,9 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return fmt.Errorf("gateway: %w", err)
 	}
 
-	w, err := worker.New(workerConfig(&cfg, rdb, gw, logger, metricsReg, tp))
+	wcfg := workerConfig(&cfg, rdb, gw, logger, metricsReg, tp)
+	wcfg.HTTP.ReadOnly = dashboardReadOnly(cfg.DashboardReadOnly, dev)
+	w, err := worker.New(wcfg)
 	if err != nil {
 		return workerError(err, env)
 	}
@@ -131,6 +133,8 @@ func parseFlags(args []string, stderr io.Writer) (dev bool, err error) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: worker [-dev]\n\nRuns sandboxq's task processor. Configuration comes from the environment (see README).\n\nExamples:\n  go run ./cmd/worker -dev\n  COMPUTESDK_API_KEY=… REDIS_URL=redis://127.0.0.1:6379 worker\n\nFlags:\n")
 		fs.PrintDefaults()
+		fmt.Fprint(stderr, "\nEnvironment (variable, default):\n")
+		printEnvHelp(stderr)
 	}
 	if err := fs.Parse(args); err != nil {
 		return false, err
@@ -180,7 +184,6 @@ func gatewayTarget(cfg *Config, dev bool, logger *slog.Logger, stdout io.Writer)
 
 // workerConfig is the library configuration of the worker.
 func workerConfig(cfg *Config, rdb redis.UniversalClient, gw *gateway.Client, logger *slog.Logger, reg *prometheus.Registry, tp *tracing.Provider) worker.Config {
-	readOnly := cfg.DashboardReadOnly
 	return worker.Config{
 		Redis:           rdb,
 		Gateway:         gw,
@@ -197,12 +200,23 @@ func workerConfig(cfg *Config, rdb redis.UniversalClient, gw *gateway.Client, lo
 		},
 		Maintenance: worker.MaintenanceConfig{IdleTTL: cfg.IdleTTL, CleanupSpec: cfg.CleanupCron, ReconcileSpec: cfg.ReconcileCron},
 		HTTP: worker.HTTPConfig{
-			Addr: cfg.DashboardAddr, DashboardPath: cfg.DashboardPath, ReadOnly: &readOnly,
+			Addr: cfg.DashboardAddr, DashboardPath: cfg.DashboardPath, ReadOnly: dashboardReadOnly(cfg.DashboardReadOnly, false),
 			Auth:      dashboard.Auth{Username: cfg.DashboardUser, Password: cfg.DashboardPassword, BearerToken: cfg.DashboardToken},
 			APITokens: cfg.APITokens, APIDisabled: cfg.APIDisabled, PrometheusAddr: cfg.PrometheusAddr,
 			AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.APIAllowedOrigins,
 		},
 	}
+}
+
+// dashboardReadOnly is DASHBOARD_READONLY, defaulting to read-only except
+// with -dev, where Asynqmon's actions (run, archive, delete) work.
+func dashboardReadOnly(set *bool, dev bool) *bool {
+	if set != nil {
+		v := *set
+		return &v
+	}
+	v := !dev
+	return &v
 }
 
 // printError prints the error that ends the program as one line: a JSON
