@@ -50,7 +50,7 @@
 //	    (DedupClaimTTL, 15 s) and "enqueued" after (DedupTTL, 7 days, plus
 //	    any ProcessIn delay) — tasks.Client, CompareAndSet.
 //	sandboxq:{ns/name}:tasks (TasksKey) — sorted set — member a task id,
-//	    score the Unix ms it was enqueued; every task enqueued for the
+//	    score the Unix microseconds it was enqueued; every task enqueued for the
 //	    project by any producer; capped at TaskIndexCap (1000, the oldest
 //	    dropped with its TaskInfoKey field) — TaskIndexTTL (7 days),
 //	    refreshed by every write — tasks.Client (IndexTask, pipelined with

@@ -28,7 +28,7 @@ const (
 )
 
 // TasksKey is the sorted set of a project's tasks:
-// "sandboxq:{ns/name}:tasks", member the task id, score the Unix ms it was
+// "sandboxq:{ns/name}:tasks", member the task id, score the Unix microseconds it was
 // enqueued. Capped at TaskIndexCap, lifetime TaskIndexTTL.
 func TasksKey(p sandboxq.Project) string { return projectKey(p, "tasks") }
 
@@ -38,7 +38,7 @@ func TasksKey(p sandboxq.Project) string { return projectKey(p, "tasks") }
 func TaskInfoKey(p sandboxq.Project) string { return projectKey(p, "taskinfo") }
 
 // IndexTaskScript records a task: KEYS TasksKey, TaskInfoKey; ARGV id,
-// info JSON, enqueued Unix ms, cap, ttl ms. It drops the oldest tasks
+// info JSON, enqueued Unix µs, cap, ttl ms. It drops the oldest tasks
 // beyond the cap and refreshes both keys' lifetimes.
 var IndexTaskScript = redis.NewScript(`
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
@@ -98,7 +98,7 @@ type IndexedTask struct {
 func IndexTask(ctx context.Context, pl redis.Scripter, p sandboxq.Project, id, queue, typ string, at time.Time) *redis.Cmd {
 	info, _ := json.Marshal(IndexedTask{ID: id, Queue: queue, Type: typ})
 	return IndexTaskScript.Eval(ctx, pl, []string{TasksKey(p), TaskInfoKey(p)},
-		id, string(info), at.UnixMilli(), TaskIndexCap, TaskIndexTTL.Milliseconds())
+		id, string(info), at.UnixMicro(), TaskIndexCap, TaskIndexTTL.Milliseconds())
 }
 
 // RecordAttempt queues, on pl, the record of one attempt of task id in p's
@@ -138,7 +138,7 @@ func ReadTaskIndex(ctx context.Context, rdb redis.UniversalClient, p sandboxq.Pr
 			return nil, fmt.Errorf("schema: task index of %s: entry %s: %w", IndexMember(p), ids[i], err)
 		}
 		t.ID = ids[i]
-		t.EnqueuedAt = time.UnixMilli(int64(zs[i].Score))
+		t.EnqueuedAt = time.UnixMicro(int64(zs[i].Score))
 		out = append(out, t)
 	}
 	return out, nil
@@ -159,7 +159,7 @@ func ReadTaskEntry(ctx context.Context, rdb redis.UniversalClient, p sandboxq.Pr
 	}
 	t.ID = id
 	if sc, err := rdb.ZScore(ctx, TasksKey(p), id).Result(); err == nil {
-		t.EnqueuedAt = time.UnixMilli(int64(sc))
+		t.EnqueuedAt = time.UnixMicro(int64(sc))
 	}
 	return t, true, nil
 }
