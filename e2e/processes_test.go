@@ -51,29 +51,7 @@ func TestExclusionAcrossWorkerProcesses(t *testing.T) {
 		startWorker(t, env)
 	}
 	client := tasks.NewClient(db.Client(t))
-	ctx := t.Context()
-	var all []*tasks.Enqueued
-	for i := 0; i < 300; i++ {
-		p := tasks.Project{Name: fmt.Sprintf("p%d", i%10)}
-		var e *tasks.Enqueued
-		var err error
-		switch i % 3 {
-		case 0:
-			var es []*tasks.Enqueued
-			es, err = client.WriteFiles(ctx, tasks.FilesWrite{Project: p, Files: []tasks.File{{Path: fmt.Sprintf("f%d.txt", i), Content: "x"}}})
-			if err == nil {
-				e = es[0]
-			}
-		case 1:
-			e, err = client.UpdateEnv(ctx, tasks.EnvUpdate{Project: p, Set: map[string]string{fmt.Sprintf("K%d", i): "v"}})
-		default:
-			e, err = client.RunCommand(ctx, tasks.CommandRun{Project: p, Command: fmt.Sprintf("echo %d >> log.txt", i)})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, e)
-	}
+	all := enqueueMutations(t, client, "", "p", 300, 10)
 	waitAll(t, client, all)
 
 	if counts := testutil.NoOverlappingMutations(t, rec.Snapshot()); len(counts) != 10 {
@@ -141,4 +119,35 @@ func waitAll(t *testing.T, client *tasks.Client, all []*tasks.Enqueued) {
 			t.Fatalf("task %s: state %s", e.ID, res.State)
 		}
 	}
+}
+
+// enqueueMutations enqueues n mutating tasks (files:write, env:update and
+// command:run in turn, the command appending its index to log.txt) over
+// `projects` projects of namespace ns, named prefix0…, and returns them.
+func enqueueMutations(t *testing.T, client *tasks.Client, ns, prefix string, n, projects int) []*tasks.Enqueued {
+	t.Helper()
+	ctx := t.Context()
+	var all []*tasks.Enqueued
+	for i := range n {
+		p := tasks.Project{Namespace: ns, Name: fmt.Sprintf("%s%d", prefix, i%projects)}
+		var e *tasks.Enqueued
+		var err error
+		switch i % 3 {
+		case 0:
+			var es []*tasks.Enqueued
+			es, err = client.WriteFiles(ctx, tasks.FilesWrite{Project: p, Files: []tasks.File{{Path: fmt.Sprintf("f%d.txt", i), Content: "x"}}})
+			if err == nil {
+				e = es[0]
+			}
+		case 1:
+			e, err = client.UpdateEnv(ctx, tasks.EnvUpdate{Project: p, Set: map[string]string{fmt.Sprintf("K%d", i): "v"}})
+		default:
+			e, err = client.RunCommand(ctx, tasks.CommandRun{Project: p, Command: fmt.Sprintf("echo %d >> log.txt", i)})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, e)
+	}
+	return all
 }

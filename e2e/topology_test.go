@@ -178,29 +178,7 @@ func exclusionAcrossProcesses(t *testing.T, tp *topology) {
 		startWorker(t, env)
 	}
 	client := tasks.NewClient(tp.rdb)
-	ctx := t.Context()
-	var all []*tasks.Enqueued
-	for i := range 90 {
-		p := tasks.Project{Namespace: "topo", Name: fmt.Sprintf("x%d", i%6)}
-		var e *tasks.Enqueued
-		var err error
-		switch i % 3 {
-		case 0:
-			var es []*tasks.Enqueued
-			es, err = client.WriteFiles(ctx, tasks.FilesWrite{Project: p, Files: []tasks.File{{Path: fmt.Sprintf("f%d.txt", i), Content: "x"}}})
-			if err == nil {
-				e = es[0]
-			}
-		case 1:
-			e, err = client.UpdateEnv(ctx, tasks.EnvUpdate{Project: p, Set: map[string]string{fmt.Sprintf("K%d", i): "v"}})
-		default:
-			e, err = client.RunCommand(ctx, tasks.CommandRun{Project: p, Command: fmt.Sprintf("echo %d >> log.txt", i)})
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, e)
-	}
+	all := enqueueMutations(t, client, "topo", "x", 90, 6)
 	waitAll(t, client, all)
 	if counts := testutil.NoOverlappingMutations(t, rec.Snapshot()); len(counts) != 6 {
 		t.Fatalf("mutations on %d sandboxes, want 6", len(counts))
