@@ -20,9 +20,11 @@
 // New opened before it failed is closed again.
 //
 // Defaults differ from asynq's where asynq's do not fit sandbox work: an idle
-// worker checks for tasks every 20 ms rather than every second, due retries
-// are moved to their queue every 250 ms rather than every 5 s, MaxRetry comes
-// from the task types (8) and the shutdown timeout is 30 s.
+// worker checks for tasks every 90 ms on average rather than every second
+// (asynq polls; each check asks every queue, so the interval trades idle
+// pickup latency against idle Redis load — see DefaultTaskCheckInterval),
+// due retries are moved to their queue every second rather than every 5 s,
+// MaxRetry comes from the task types (8) and the shutdown timeout is 30 s.
 //
 // HTTP (http.go). Every route of the listener, and Handler for embedders,
 // sits behind one guard, because the producer API can run commands on the

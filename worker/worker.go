@@ -52,12 +52,15 @@ type Config struct {
 	// Negative durations here and in the nested configs are refused; zero
 	// is always the field's default.
 	ShutdownTimeout time.Duration
-	// TaskCheckInterval is how often an idle worker looks for work
-	// (default 20 ms, so an idle worker picks a task up within tens of
-	// milliseconds; asynq's own default is 1 s).
+	// TaskCheckInterval is how long an idle worker waits between looks
+	// for work, on average (default DefaultTaskCheckInterval; asynq's own
+	// default is 1 s). Each look asks every queue, one round trip each, so
+	// it sets both the idle pickup latency (about half the interval) and
+	// the idle load on Redis (about len(Queues)/interval round trips/s).
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval is how often retries and scheduled tasks
-	// that are due are moved to their queue (default 250 ms).
+	// that are due are moved to their queue (default
+	// DefaultDelayedTaskCheckInterval); two round trips per queue each time.
 	DelayedTaskCheckInterval time.Duration
 
 	// Handlers tunes the task handlers; its Gateway, Redis and Logger are

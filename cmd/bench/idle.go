@@ -101,14 +101,17 @@ func (e *env) idleRun(ctx context.Context, interval time.Duration, samples int, 
 	n0, t0 := hook.n.Load(), time.Now()
 	time.Sleep(window)
 	rtps := float64(hook.n.Load()-n0) / time.Since(t0).Seconds()
-	// Arrive at a random moment of the polling cycle.
+	// Arrive at a random moment of the polling cycle: after a pickup the
+	// worker looks once more, then sleeps 0.5 to 1.5 intervals; waiting up
+	// to three intervals lands anywhere in that cycle or the next.
 	spread := interval
 	switch {
 	case interval < 0:
 		spread = time.Second // asynq's default
 	case interval == 0:
-		spread = 20 * time.Millisecond
+		spread = worker.DefaultTaskCheckInterval
 	}
+	spread *= 3
 	lat, err := pickups(ctx, rdb, started, samples, spread)
 	if err != nil {
 		return idleResult{}, err

@@ -30,6 +30,10 @@ type Config struct {
 	LeaseTTL        time.Duration `env:"SANDBOXQ_LEASE_TTL, default=30s"`
 	LeaseWait       time.Duration `env:"SANDBOXQ_LEASE_WAIT, default=3s"`
 
+	// Idle polling (0: worker.DefaultTaskCheckInterval, worker.DefaultDelayedTaskCheckInterval).
+	TaskCheckInterval        time.Duration `env:"SANDBOXQ_TASK_CHECK_INTERVAL"`
+	DelayedTaskCheckInterval time.Duration `env:"SANDBOXQ_DELAYED_TASK_CHECK_INTERVAL"`
+
 	// Shared gateway rate limit (observe.go): "50/s", "50/s,burst=10"; off when empty.
 	GatewayRate     string        `env:"SANDBOXQ_GATEWAY_RATE"`
 	GatewayRateWait time.Duration `env:"SANDBOXQ_GATEWAY_RATE_WAIT, default=2s"`

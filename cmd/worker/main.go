@@ -185,15 +185,17 @@ func gatewayTarget(cfg *Config, dev bool, logger *slog.Logger, stdout io.Writer)
 // workerConfig is the library configuration of the worker.
 func workerConfig(cfg *Config, rdb redis.UniversalClient, gw *gateway.Client, logger *slog.Logger, reg *prometheus.Registry, tp *tracing.Provider) worker.Config {
 	return worker.Config{
-		Redis:           rdb,
-		Gateway:         gw,
-		Logger:          logger,
-		Concurrency:     cfg.Concurrency,
-		Queues:          cfg.Queues,
-		ShutdownTimeout: cfg.shutdownTimeout(),
-		Handlers:        handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
-		Metrics:         reg,
-		TracerProvider:  traceProvider(tp),
+		Redis:                    rdb,
+		Gateway:                  gw,
+		Logger:                   logger,
+		Concurrency:              cfg.Concurrency,
+		Queues:                   cfg.Queues,
+		ShutdownTimeout:          cfg.shutdownTimeout(),
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		Handlers:                 handlers.Config{LeaseTTL: cfg.LeaseTTL, LeaseWait: cfg.LeaseWait},
+		Metrics:                  reg,
+		TracerProvider:           traceProvider(tp),
 		Watchers: worker.WatcherConfig{
 			Disabled: cfg.WatchersOff, OwnerID: cfg.OwnerID, Cap: cfg.WatcherCap,
 			EventsAddr: cfg.EventsAddr, AccessToken: cfg.AccessToken,

@@ -40,6 +40,8 @@ func startupFailures(busyAddr string) []struct {
 		{"LeaseTTL", map[string]string{"SANDBOXQ_LEASE_TTL": "-5s"}, []string{"SANDBOXQ_LEASE_TTL=-5s", "greater than 0"}},
 		{"LeaseTTLShort", map[string]string{"SANDBOXQ_LEASE_TTL": "10ms"}, []string{`SANDBOXQ_LEASE_TTL="10ms"`, "at least 30ms"}},
 		{"LeaseWait", map[string]string{"SANDBOXQ_LEASE_WAIT": "0"}, []string{"SANDBOXQ_LEASE_WAIT=0s", "greater than 0"}},
+		{"TaskCheckInterval", map[string]string{"SANDBOXQ_TASK_CHECK_INTERVAL": "-90ms"}, []string{`SANDBOXQ_TASK_CHECK_INTERVAL="-90ms"`, "greater than 0"}},
+		{"DelayedTaskCheckInterval", map[string]string{"SANDBOXQ_DELAYED_TASK_CHECK_INTERVAL": "-1s"}, []string{`SANDBOXQ_DELAYED_TASK_CHECK_INTERVAL="-1s"`, "greater than 0"}},
 		{"ShutdownNegative", map[string]string{"SANDBOXQ_SHUTDOWN_TIMEOUT": "-1s"}, []string{"SANDBOXQ_SHUTDOWN_TIMEOUT=-1s", "0 (hand running tasks back at once) or more"}},
 		{"ConcurrencyHuge", map[string]string{"SANDBOXQ_CONCURRENCY": "99999999999"}, []string{"SANDBOXQ_CONCURRENCY=99999999999", "want 1 to 10000"}},
 		{"ConcurrencyZero", map[string]string{"SANDBOXQ_CONCURRENCY": "0"}, []string{"SANDBOXQ_CONCURRENCY=0", "want 1 to 10000"}},

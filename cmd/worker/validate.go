@@ -18,6 +18,8 @@ var workerFieldVars = map[string]string{
 	"Concurrency":               "SANDBOXQ_CONCURRENCY",
 	"Queues":                    "SANDBOXQ_QUEUES",
 	"ShutdownTimeout":           "SANDBOXQ_SHUTDOWN_TIMEOUT",
+	"TaskCheckInterval":         "SANDBOXQ_TASK_CHECK_INTERVAL",
+	"DelayedTaskCheckInterval":  "SANDBOXQ_DELAYED_TASK_CHECK_INTERVAL",
 	"Handlers.LeaseTTL":         "SANDBOXQ_LEASE_TTL",
 	"Handlers.LeaseWait":        "SANDBOXQ_LEASE_WAIT",
 	"Watchers.Cap":              "SANDBOXQ_WATCHER_CAP",
