@@ -69,8 +69,11 @@ func (b *testBundle) startWorker(t *testing.T, mutate func(*worker.Config)) (sto
 		Logger:          b.logger,
 		Concurrency:     10,
 		ShutdownTimeout: 5 * time.Second,
-		Policy:          fastPolicy(),
-		Handlers:        handlers.Config{PollInterval: 50 * time.Millisecond, LeaseWait: time.Second},
+		// Retries in these tests back off for tens of milliseconds;
+		// the default (1 s) would make them wait for the forwarder.
+		DelayedTaskCheckInterval: 100 * time.Millisecond,
+		Policy:                   fastPolicy(),
+		Handlers:                 handlers.Config{PollInterval: 50 * time.Millisecond, LeaseWait: time.Second},
 	}
 	if mutate != nil {
 		mutate(&cfg)
