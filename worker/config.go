@@ -19,14 +19,16 @@ import (
 
 // The idle polling defaults. With the three required queues, an idle
 // worker makes about 3/TaskCheckInterval + 6/DelayedTaskCheckInterval
-// round trips/s plus a few for heartbeats: about 37/s, against 160/s at
-// 20 ms and 250 ms. A task enqueued on an idle worker is picked up after
+// round trips/s plus about 2/s for heartbeats and the watcher registry:
+// about 38/s, against 160/s at 20 ms and 250 ms. A retry or scheduled
+// task that falls due waits up to DelayedTaskCheckInterval more (1 s on
+// average; retry back-off is seconds anyway). A task enqueued on an idle worker is picked up after
 // half the task check interval on average (p50 about 45 ms); a busy worker
 // does not wait between tasks. `go run ./cmd/bench -scenarios idle` prints
 // the table these were chosen from.
 const (
 	DefaultTaskCheckInterval        = 90 * time.Millisecond
-	DefaultDelayedTaskCheckInterval = time.Second
+	DefaultDelayedTaskCheckInterval = 2 * time.Second
 )
 
 // MaxConcurrency is the largest Config.Concurrency New accepts.

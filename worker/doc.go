@@ -23,7 +23,7 @@
 // worker checks for tasks every 90 ms on average rather than every second
 // (asynq polls; each check asks every queue, so the interval trades idle
 // pickup latency against idle Redis load — see DefaultTaskCheckInterval),
-// due retries are moved to their queue every second rather than every 5 s,
+// due retries are moved to their queue every 2 s rather than every 5 s,
 // MaxRetry comes from the task types (8) and the shutdown timeout is 30 s.
 //
 // HTTP (http.go). Every route of the listener, and Handler for embedders,
