@@ -60,6 +60,11 @@
 //	    "duration_ms","error"}]} (the newest MaxAttemptsKept attempts) —
 //	    TaskIndexTTL with TasksKey — tasks.Client (IndexTask), the worker's
 //	    handlers.Attempts (RecordAttempt, pipelined with the task's result).
+//	sandboxq:{wake}:<queue> (WakeKey) — list — tokens "1", at most WakeKeep
+//	    (64) — WakeTTL (1 h), refreshed by every push — tasks.Client (Wake,
+//	    pipelined with the task index) pushes when it enqueues a pending
+//	    task; an idle worker BLPOPs the lists of its queues (one hash tag,
+//	    so one BLPOP in Redis Cluster) instead of polling asynq's queues.
 //	sandboxq:cancel:<task id> (CancelKey) — string "1" — CancelMarkTTL,
 //	    7 days — tasks.Client.Cancel (MarkCancelled); read by handlers.
 //	sandboxq:api:idempotency:<sha256> (IdempotencyKey) — string — JSON

@@ -121,19 +121,33 @@ func (c *Client) Enqueue(ctx context.Context, p Payload, opts ...asynq.Option) (
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", p.TypeName(), err)
 	}
-	if proj, ok := ProjectOfPayload(p); ok {
-		c.index(ctx, proj, info)
-	}
+	proj, hasProj := ProjectOfPayload(p)
+	c.announce(ctx, proj, hasProj, info)
 	return &Enqueued{ID: info.ID, Queue: info.Queue, Type: info.Type}, nil
 }
 
-// index records a new task in its project's task index: one round trip.
-// The task exists already, so a failure is logged, not returned.
-func (c *Client) index(ctx context.Context, proj Project, info *asynq.TaskInfo) {
+// announce records a new task in its project's task index (if it has a
+// project) and, if it is pending, wakes an idle worker of its queue
+// (schema.Wake): one round trip. The task exists already, so a failure is
+// logged, not returned; a worker finds the task at its next poll anyway.
+func (c *Client) announce(ctx context.Context, proj Project, hasProj bool, info *asynq.TaskInfo) {
+	wake := info.State == asynq.TaskStatePending
+	if !hasProj && !wake {
+		return
+	}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := schema.IndexTask(ictx, c.rdb, proj, info.ID, info.Queue, info.Type, time.Now()).Err(); err != nil {
-		c.logger.WarnContext(ctx, "record task in project index", slog.String("task_id", info.ID), slog.String("err", err.Error()))
+	_, err := c.rdb.Pipelined(ictx, func(pl redis.Pipeliner) error {
+		if hasProj {
+			schema.IndexTask(ictx, pl, proj, info.ID, info.Queue, info.Type, time.Now())
+		}
+		if wake {
+			schema.Wake(ictx, pl, info.Queue)
+		}
+		return nil
+	})
+	if err != nil {
+		c.logger.WarnContext(ctx, "record task in project index and wake a worker", slog.String("task_id", info.ID), slog.String("err", err.Error()))
 	}
 }
 
@@ -332,11 +346,15 @@ func (c *Client) enqueueClaimed(ctx context.Context, typ string, proj Project, k
 		return nil, fmt.Errorf("enqueue %s: %w", typ, err)
 	}
 	done := dedupMark{ID: info.ID, Queue: info.Queue, State: markEnqueued}.String()
-	// The dedup record and the project's task index share one round trip.
+	// The dedup record, the project's task index and the wake-up share one
+	// round trip.
 	var set *redis.Cmd
 	_, err = c.rdb.Pipelined(sctx, func(pl redis.Pipeliner) error {
 		set = schema.CompareAndSetCmd(sctx, pl, key, claim, done, ttl)
 		schema.IndexTask(sctx, pl, proj, info.ID, info.Queue, info.Type, time.Now())
+		if info.State == asynq.TaskStatePending {
+			schema.Wake(sctx, pl, info.Queue)
+		}
 		return nil
 	})
 	if err != nil {

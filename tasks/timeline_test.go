@@ -2,6 +2,9 @@ package tasks_test
 
 import (
 	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
 
 	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/schema"
@@ -9,9 +12,10 @@ import (
 )
 
 // TestIndexRoundTrips counts the round trips of enqueues with a go-redis
-// hook: recording a task in its project's index costs one round trip more
-// than the same enqueue without a project, and none for a deduplicated
-// type, whose index record rides in the pipeline of the dedup record.
+// hook: a pending task costs one round trip after asynq's enqueue, which
+// wakes an idle worker (schema.Wake) and, for a task with a project,
+// records it in the project's index; a deduplicated type adds nothing, its
+// index record and wake-up ride in the pipeline of the dedup record.
 func TestIndexRoundTrips(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -34,19 +38,29 @@ func TestIndexRoundTrips(t *testing.T) {
 	withProject, _ := count(tasks.CommandRun{Project: p, Command: "true"})
 	withoutProject, _ := count(tasks.MaintenanceCleanup{})
 	t.Logf("round trips per enqueue: %d with the project index, %d without a project", withProject, withoutProject)
-	if withProject-withoutProject != 1 {
-		t.Errorf("the index costs %d round trips per enqueue, want 1", withProject-withoutProject)
+	if withProject != withoutProject {
+		t.Errorf("the index costs %d round trips per enqueue, want 0 (it shares the wake-up's)", withProject-withoutProject)
 	}
 	if got := trips.With(schema.TasksKey(p)); len(got) != 0 {
 		t.Errorf("an enqueue without a project touched the index: %v", got)
 	}
+	if got := trips.With(schema.WakeKey(tasks.QueueMaintenance)); len(got) != 1 {
+		t.Errorf("wake-up round trips of an enqueue without a project: %v", got)
+	}
 	count(tasks.CommandRun{Project: p, Command: "true"})
-	if got := trips.With(schema.TasksKey(p)); len(got) != 1 || len(got[0]) != 1 {
-		t.Errorf("index round trips of one enqueue: %v", got)
+	idx := trips.With(schema.TasksKey(p))
+	if len(idx) != 1 || !testutil.HasCommand(idx[0], schema.WakeKey(tasks.QueueDefault)) {
+		t.Errorf("index round trips of one enqueue, want one carrying the wake-up: %v", idx)
+	}
+	if _, err := b.client.Enqueue(ctx, tasks.CommandRun{Project: p, Command: "true"}, asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := trips.With(schema.WakeKey(tasks.QueueDefault)); len(got) != 1 {
+		t.Errorf("a scheduled task woke a worker: %d wake-ups, want the 1 of the pending task", len(got))
 	}
 
 	n, ens := count(tasks.SandboxEnsure{Project: p})
-	idx := trips.With(schema.TasksKey(p))
+	idx = trips.With(schema.TasksKey(p))
 	if len(idx) != 1 || !testutil.HasCommand(idx[0], schema.DedupKey(tasks.TypeSandboxEnsure, p)) {
 		t.Errorf("the index record of a deduplicated enqueue is not in the dedup record's pipeline: %v", idx)
 	}
@@ -56,7 +70,7 @@ func TestIndexRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 4 || recs[0].ID != ens.ID || recs[0].State != tasks.StatePending || recs[0].Type != tasks.TypeSandboxEnsure {
+	if len(recs) != 5 || recs[0].ID != ens.ID || recs[0].State != tasks.StatePending || recs[0].Type != tasks.TypeSandboxEnsure {
 		t.Errorf("ProjectTasks: %+v", recs)
 	}
 	if _, err := b.client.ProjectTasks(ctx, p, tasks.ListOptions{State: "bogus"}); err == nil {

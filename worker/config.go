@@ -17,17 +17,19 @@ import (
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
-// The idle polling defaults. With the three required queues, an idle
-// worker makes about 3/TaskCheckInterval + 6/DelayedTaskCheckInterval
-// round trips/s plus about 2/s for heartbeats and the watcher registry:
-// about 38/s, against 160/s at 20 ms and 250 ms. A retry or scheduled
-// task that falls due waits up to DelayedTaskCheckInterval more (1 s on
-// average; retry back-off is seconds anyway). A task enqueued on an idle worker is picked up after
-// half the task check interval on average (p50 about 45 ms); a busy worker
-// does not wait between tasks. `go run ./cmd/bench -scenarios idle` prints
-// the table these were chosen from.
+// The idle polling defaults. An idle worker waits on the wake lists of its
+// queues (wake.go) and looks for work when a producer says it enqueued some,
+// or after TaskCheckInterval without a word (retries and scheduled tasks
+// falling due, tasks enqueued by other producers than tasks.Client). With
+// the three required queues it makes about 4 + 3/TaskCheckInterval +
+// 6/DelayedTaskCheckInterval round trips/s plus about 2/s for heartbeats
+// and the watcher registry: about 12/s, against 160/s for asynq polling
+// every 20 ms. A task from tasks.Client is picked up a round trip or two
+// after it is enqueued; a retry or scheduled task that falls due waits up
+// to DelayedTaskCheckInterval + TaskCheckInterval more. `go run
+// ./cmd/bench -scenarios idle` prints the table these were chosen from.
 const (
-	DefaultTaskCheckInterval        = 90 * time.Millisecond
+	DefaultTaskCheckInterval        = time.Second
 	DefaultDelayedTaskCheckInterval = 2 * time.Second
 )
 

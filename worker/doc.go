@@ -19,12 +19,17 @@
 // (asynqmon does on a RootPath it cannot mount) becomes an error, and what
 // New opened before it failed is closed again.
 //
-// Defaults differ from asynq's where asynq's do not fit sandbox work: an idle
-// worker checks for tasks every 90 ms on average rather than every second
-// (asynq polls; each check asks every queue, so the interval trades idle
-// pickup latency against idle Redis load — see DefaultTaskCheckInterval),
-// due retries are moved to their queue every 2 s rather than every 5 s,
-// MaxRetry comes from the task types (8) and the shutdown timeout is 30 s.
+// Defaults differ from asynq's where asynq's do not fit sandbox work:
+// asynq's processor polls its queues, and the worker turns that poll into
+// a wait (wake.go): asynq's server gets the worker's Redis client wrapped
+// so that, once every queue answered "empty", the next look first blocks
+// on the queues' wake lists, where tasks.Client pushes a token for each
+// task it enqueues. A task is picked up a round trip or two after it is
+// enqueued and an idle worker costs Redis about 12 round trips/s; tasks
+// nobody announced (due retries, scheduled tasks, other producers) are
+// found within TaskCheckInterval (1 s). Due retries move to their queue
+// every 2 s rather than every 5 s, MaxRetry comes from the task types (8)
+// and the shutdown timeout is 30 s.
 //
 // HTTP (http.go). Every route of the listener, and Handler for embedders,
 // sits behind one guard, because the producer API can run commands on the

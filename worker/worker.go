@@ -52,11 +52,12 @@ type Config struct {
 	// Negative durations here and in the nested configs are refused; zero
 	// is always the field's default.
 	ShutdownTimeout time.Duration
-	// TaskCheckInterval is how long an idle worker waits between looks
-	// for work, on average (default DefaultTaskCheckInterval; asynq's own
-	// default is 1 s). Each look asks every queue, one round trip each, so
-	// it sets both the idle pickup latency (about half the interval) and
-	// the idle load on Redis (about len(Queues)/interval round trips/s).
+	// TaskCheckInterval is how long an idle worker waits for a wake-up
+	// before it looks for work anyway (default DefaultTaskCheckInterval).
+	// Producers using tasks.Client wake an idle worker when they enqueue
+	// (schema.WakeKey), so this bounds only the pickup of tasks nobody
+	// announced: due retries and scheduled tasks, other producers' tasks.
+	// Each look asks every queue, one round trip each.
 	TaskCheckInterval time.Duration
 	// DelayedTaskCheckInterval is how often retries and scheduled tasks
 	// that are due are moved to their queue (default
@@ -95,6 +96,7 @@ type Worker struct {
 	log          *slog.Logger
 	mux          *asynq.ServeMux
 	server       *asynq.Server
+	stopWaking   chan struct{} // closed when Run stops fetching: idle waits end
 	handlers     *handlers.Handlers
 	cancellation *handlers.Cancellation
 	store        *events.Store
@@ -226,11 +228,13 @@ func (w *Worker) buildTasks(metrics *handlers.Metrics, claim func(context.Contex
 	}
 
 	policy := *cfg.Policy
-	w.server = asynq.NewServerFromRedisClient(cfg.Redis, asynq.Config{
+	w.stopWaking = make(chan struct{})
+	waker := newIdleWaker(cfg.Redis, cfg.Queues, cfg.TaskCheckInterval, w.stopWaking)
+	w.server = asynq.NewServerFromRedisClient(waker, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   cfg.Queues,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		TaskCheckInterval:        cfg.TaskCheckInterval,
+		TaskCheckInterval:        idleSleep, // the waker waits (wake.go)
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		RetryDelayFunc:           policy.RetryDelay,
 		IsFailure:                handlers.IsFailure,
@@ -373,6 +377,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-ctx.Done()
 	w.log.InfoContext(bg, "worker shutting down", "shutdown_timeout", w.cfg.ShutdownTimeout)
 	w.running.Store(false)
+	close(w.stopWaking)
 	w.server.Stop()
 	w.server.Shutdown()
 	stopBG()

@@ -65,7 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (opts, error) {
 	fs.IntVar(&o.pairs, "pairs", 6, "e2e: alternating baseline/sandboxq pairs per size")
 	fs.IntVar(&o.filePairs, "file-pairs", 5, "files: alternating pairs")
 	fs.IntVar(&o.fileTasks, "file-tasks", 400, "files: files:write tasks per run")
-	ivs := fs.String("intervals", "20ms,50ms,75ms,100ms,150ms,200ms", "idle: task check intervals besides the default (each with the default delayed task check interval)")
+	ivs := fs.String("intervals", "100ms,250ms,500ms", "idle: task check intervals besides the default (each with the default delayed task check interval)")
 	fs.IntVar(&o.samples, "samples", 31, "idle: pickups measured per interval")
 	fs.IntVar(&o.watchers, "watchers", 1000, "watchers: idle watched sandboxes (10000 needs -watcher-providers 2)")
 	fs.IntVar(&o.watcherProviders, "watcher-providers", 1, "watchers: provider processes behind one gateway address (1..4)")

@@ -1,0 +1,175 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sandboxq/sandboxq/schema"
+)
+
+// asynq polls: its processor asks every queue for a task (one dequeue
+// script per queue) and, when none has one, sleeps for about
+// TaskCheckInterval before it asks again, so an idle worker trades pickup
+// latency against load on Redis. The worker turns that poll into a wait:
+// asynq's server gets the worker's Redis client wrapped in an idleWaker,
+// which watches the dequeue scripts go by. Once every served queue has
+// answered "empty" since the last task, the next dequeue first blocks on
+// the queues' wake lists (schema.WakeKey; producers push a token when they
+// enqueue) for at most the task check interval. A pickup then takes a
+// round trip or two after the enqueue, and an idle worker makes a few
+// round trips per interval. asynq itself only sleeps idleSleep between
+// looks.
+const idleSleep = time.Millisecond
+
+// idleWaker is the redis.UniversalClient asynq's server uses: the worker's
+// client, with EvalSha and Eval watched for asynq's dequeue script.
+type idleWaker struct {
+	redis.UniversalClient
+	keys     []string      // wake lists of the served queues
+	interval time.Duration // longest wait without a token
+	stop     <-chan struct{}
+
+	mu    sync.Mutex
+	empty map[string]bool // queues found empty since the last task or wait
+}
+
+func newIdleWaker(rdb redis.UniversalClient, queues map[string]int, interval time.Duration, stop <-chan struct{}) *idleWaker {
+	names := make([]string, 0, len(queues))
+	for q := range queues {
+		names = append(names, q)
+	}
+	return &idleWaker{UniversalClient: rdb, keys: schema.WakeKeys(names), interval: interval, stop: stop, empty: make(map[string]bool)}
+}
+
+// dequeueQueue reports whether keys are those of asynq's dequeue script
+// (pending, paused, active, lease of one queue) and names the queue.
+func dequeueQueue(keys []string) (string, bool) {
+	if len(keys) != 4 || !strings.HasPrefix(keys[0], "asynq:{") || !strings.HasSuffix(keys[0], "}:pending") {
+		return "", false
+	}
+	prefix := strings.TrimSuffix(keys[0], "pending")
+	if keys[1] != prefix+"paused" || keys[2] != prefix+"active" || keys[3] != prefix+"lease" {
+		return "", false
+	}
+	return keys[0][len("asynq:{") : len(keys[0])-len("}:pending")], true
+}
+
+func (w *idleWaker) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	q, ok := dequeueQueue(keys)
+	if !ok {
+		return w.UniversalClient.EvalSha(ctx, sha, keys, args...)
+	}
+	w.before()
+	cmd := w.UniversalClient.EvalSha(ctx, sha, keys, args...)
+	w.after(q, cmd.Err())
+	return cmd
+}
+
+func (w *idleWaker) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	q, ok := dequeueQueue(keys)
+	if !ok {
+		return w.UniversalClient.Eval(ctx, script, keys, args...)
+	}
+	w.before()
+	cmd := w.UniversalClient.Eval(ctx, script, keys, args...)
+	w.after(q, cmd.Err())
+	return cmd
+}
+
+// before waits for a wake-up if every served queue was found empty since
+// the last task or wait.
+func (w *idleWaker) before() {
+	w.mu.Lock()
+	idle := len(w.empty) >= len(w.keys)
+	w.mu.Unlock()
+	if !idle {
+		return
+	}
+	w.wait()
+	w.mu.Lock()
+	clear(w.empty)
+	w.mu.Unlock()
+}
+
+// after records what a dequeue found: redis.Nil is an empty queue, a
+// task clears the record, an error (NOSCRIPT before asynq's reload, a
+// connection problem) says nothing.
+func (w *idleWaker) after(queue string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case errors.Is(err, redis.Nil):
+		w.empty[queue] = true
+	case err == nil:
+		clear(w.empty)
+	}
+}
+
+// wait blocks on the wake lists until a token arrives, the interval
+// passes or the worker stops. A failed BLPOP (Redis unreachable) waits out
+// the interval, so that asynq does not ask again at once.
+func (w *idleWaker) wait() {
+	select {
+	case <-w.stop:
+		return
+	default:
+	}
+	// The BLPOP cannot be interrupted, so it waits in slices: shutdown
+	// waits for one slice at most.
+	slice := min(w.interval, maxWakeSlice)
+	deadline := time.Now().Add(w.interval)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		d := max(min(slice, left), time.Millisecond)
+		err := w.blpop(d)
+		switch {
+		case err == nil:
+			return
+		case !errors.Is(err, redis.Nil):
+			w.pause(left)
+			return
+		}
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+	}
+}
+
+// blpop pops a token from any of the wake lists, waiting at most d (at
+// least 1 ms: a BLPOP timeout of 0 would block for ever). go-redis's BLPop
+// rounds timeouts under a second up to one, so the command is sent as is,
+// with the fractional seconds Redis 6 and later accept.
+func (w *idleWaker) blpop(d time.Duration) error {
+	args := make([]any, 0, len(w.keys)+2)
+	args = append(args, "blpop")
+	for _, k := range w.keys {
+		args = append(args, k)
+	}
+	args = append(args, strconv.FormatFloat(max(d, time.Millisecond).Seconds(), 'f', 3, 64))
+	return w.UniversalClient.Do(context.Background(), args...).Err()
+}
+
+// maxWakeSlice bounds one BLPOP of wait; it stays well under go-redis's
+// default read timeout (3 s), which applies to a command sent with Do.
+const maxWakeSlice = 250 * time.Millisecond
+
+// pause sleeps d unless the worker stops first.
+func (w *idleWaker) pause(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.stop:
+	case <-t.C:
+	}
+}

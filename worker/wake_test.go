@@ -1,0 +1,116 @@
+package worker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sandboxq/sandboxq/tasks"
+	"github.com/sandboxq/sandboxq/worker"
+)
+
+// probe is a task type only these tests register.
+type probe struct {
+	N int `json:"n"`
+}
+
+func (probe) TypeName() string { return "test:probe" }
+func (probe) Validate() error  { return nil }
+
+// startProbeWorker runs a worker whose idle wait is interval and whose
+// test:probe handler reports each task it runs on the returned channel.
+func startProbeWorker(t *testing.T, b *testBundle, interval time.Duration) <-chan int {
+	t.Helper()
+	ran := make(chan int, 16)
+	w, err := worker.New(worker.Config{
+		Redis: b.rdb, Gateway: b.gw, Logger: b.logger, TaskCheckInterval: interval,
+		Watchers: worker.WatcherConfig{Disabled: true}, Maintenance: worker.MaintenanceConfig{Disabled: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Mux().HandleFunc("test:probe", func(_ context.Context, task *asynq.Task) error {
+		p, err := tasks.Decode[probe](task)
+		if err == nil {
+			ran <- p.N
+		}
+		return err
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("worker Run: %v", err)
+		}
+	})
+	waitForIdleWait(t, b.rdb)
+	return ran
+}
+
+// waitForIdleWait returns once a connection of the worker blocks in BLPOP
+// on the wake lists, i.e. the worker found every queue empty and waits.
+func waitForIdleWait(t *testing.T, rdb redis.UniversalClient) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		list, err := rdb.ClientList(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(list, "cmd=blpop") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker connection waits in BLPOP after 20s:\n%s", list)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, not a synchronisation by time
+	}
+}
+
+func expectRun(t *testing.T, ran <-chan int, n int, within time.Duration, why string) {
+	t.Helper()
+	select {
+	case got := <-ran:
+		if got != n {
+			t.Fatalf("ran probe %d, want %d", got, n)
+		}
+	case <-time.After(within):
+		t.Fatalf("probe %d did not run within %v: %s", n, within, why)
+	}
+}
+
+// TestIdleWorkerWokenByEnqueue: with an idle wait of an hour, a task
+// enqueued through tasks.Client still runs, because the producer's token
+// wakes the waiting worker. Without the wake-up it would wait the hour.
+func TestIdleWorkerWokenByEnqueue(t *testing.T) {
+	b := setup(t)
+	ran := startProbeWorker(t, b, time.Hour)
+	for n := range 3 {
+		if _, err := b.client.Enqueue(context.Background(), probe{N: n}, asynq.Queue(tasks.QueueDefault)); err != nil {
+			t.Fatal(err)
+		}
+		expectRun(t, ran, n, 20*time.Second, "the enqueue did not wake the idle worker")
+		waitForIdleWait(t, b.rdb)
+	}
+}
+
+// TestIdleWorkerFindsUnannouncedTasks: a task enqueued without a token
+// (another producer, a retry falling due) is found after the idle wait.
+func TestIdleWorkerFindsUnannouncedTasks(t *testing.T) {
+	b := setup(t)
+	ran := startProbeWorker(t, b, 100*time.Millisecond)
+	task, err := tasks.New(probe{N: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asynq.NewClientFromRedisClient(b.rdb).Enqueue(task, asynq.Queue(tasks.QueueDefault)); err != nil {
+		t.Fatal(err)
+	}
+	expectRun(t, ran, 7, 20*time.Second, "an unannounced task was never found")
+}
