@@ -9,6 +9,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 	"github.com/sandboxq/sandboxq/worker"
 )
@@ -25,9 +27,16 @@ func (probe) Validate() error  { return nil }
 // test:probe handler reports each task it runs on the returned channel.
 func startProbeWorker(t *testing.T, b *testBundle, interval time.Duration) <-chan int {
 	t.Helper()
+	return startProbeWorkerOn(t, b, b.rdb, b.rdb, interval)
+}
+
+// startProbeWorkerOn is startProbeWorker on rdb, whose wake lists live on
+// the node node talks to.
+func startProbeWorkerOn(t *testing.T, b *testBundle, rdb, node redis.UniversalClient, interval time.Duration) <-chan int {
+	t.Helper()
 	ran := make(chan int, 16)
 	w, err := worker.New(worker.Config{
-		Redis: b.rdb, Gateway: b.gw, Logger: b.logger, TaskCheckInterval: interval,
+		Redis: rdb, Gateway: b.gw, Logger: b.logger, TaskCheckInterval: interval,
 		Watchers: worker.WatcherConfig{Disabled: true}, Maintenance: worker.MaintenanceConfig{Disabled: true},
 	})
 	if err != nil {
@@ -49,7 +58,7 @@ func startProbeWorker(t *testing.T, b *testBundle, interval time.Duration) <-cha
 			t.Errorf("worker Run: %v", err)
 		}
 	})
-	waitForIdleWait(t, b.rdb)
+	waitForIdleWait(t, node)
 	return ran
 }
 
@@ -98,6 +107,24 @@ func TestIdleWorkerWokenByEnqueue(t *testing.T) {
 		expectRun(t, ran, n, 20*time.Second, "the enqueue did not wake the idle worker")
 		waitForIdleWait(t, b.rdb)
 	}
+}
+
+// TestIdleWorkerWokenOnCluster: the wake lists share one hash tag, so the
+// BLPOP over all of them works in Redis Cluster.
+func TestIdleWorkerWokenOnCluster(t *testing.T) {
+	b := setup(t)
+	cl := redistest.NewCluster(t)
+	rdb := cl.Client(t)
+	primary, err := cl.PrimaryFor(t.Context(), schema.WakeKey(tasks.QueueDefault))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := primary.Client(t)
+	ran := startProbeWorkerOn(t, b, rdb, node, time.Hour)
+	if _, err := tasks.NewClient(rdb).Enqueue(context.Background(), probe{N: 1}, asynq.Queue(tasks.QueueDefault)); err != nil {
+		t.Fatal(err)
+	}
+	expectRun(t, ran, 1, 20*time.Second, "the enqueue did not wake the idle worker on the cluster")
 }
 
 // TestIdleWorkerFindsUnannouncedTasks: a task enqueued without a token
