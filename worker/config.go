@@ -26,7 +26,8 @@ import (
 // and the watcher registry: about 12/s, against 160/s for asynq polling
 // every 20 ms. A task from tasks.Client is picked up a round trip or two
 // after it is enqueued; a retry or scheduled task that falls due waits up
-// to DelayedTaskCheckInterval + TaskCheckInterval more. `go run
+// to DelayedTaskCheckInterval for a forwarder (any worker's) to move it,
+// which then wakes a worker for it. `go run
 // ./cmd/bench -scenarios idle` prints the table these were chosen from.
 const (
 	DefaultTaskCheckInterval        = time.Second

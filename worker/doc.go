@@ -25,9 +25,10 @@
 // so that, once every queue answered "empty", the next look first blocks
 // on the queues' wake lists, where tasks.Client pushes a token for each
 // task it enqueues. A task is picked up a round trip or two after it is
-// enqueued and an idle worker costs Redis about 12 round trips/s; tasks
-// nobody announced (due retries, scheduled tasks, other producers) are
-// found within TaskCheckInterval (1 s). Due retries move to their queue
+// enqueued and an idle worker costs Redis about 12 round trips/s. Due
+// retries and scheduled tasks are announced by the worker whose forwarder
+// moves them to their queue; tasks of other producers are found within
+// TaskCheckInterval (1 s). Due retries move to their queue
 // every 2 s rather than every 5 s, MaxRetry comes from the task types (8)
 // and the shutdown timeout is 30 s.
 //

@@ -60,25 +60,47 @@ func dequeueQueue(keys []string) (string, bool) {
 	return keys[0][len("asynq:{") : len(keys[0])-len("}:pending")], true
 }
 
-func (w *idleWaker) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
-	q, ok := dequeueQueue(keys)
-	if !ok {
-		return w.UniversalClient.EvalSha(ctx, sha, keys, args...)
+// forwardQueue reports whether keys are those of asynq's forward script
+// (the scheduled or retry set of one queue, then its pending list), which
+// moves due tasks to the pending list, and names the queue.
+func forwardQueue(keys []string) (string, bool) {
+	if len(keys) != 2 || !strings.HasPrefix(keys[1], "asynq:{") || !strings.HasSuffix(keys[1], "}:pending") {
+		return "", false
 	}
-	w.before()
-	cmd := w.UniversalClient.EvalSha(ctx, sha, keys, args...)
-	w.after(q, cmd.Err())
-	return cmd
+	prefix := strings.TrimSuffix(keys[1], "pending")
+	if keys[0] != prefix+"scheduled" && keys[0] != prefix+"retry" {
+		return "", false
+	}
+	return keys[1][len("asynq:{") : len(keys[1])-len("}:pending")], true
+}
+
+func (w *idleWaker) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	return w.watch(ctx, keys, func() *redis.Cmd { return w.UniversalClient.EvalSha(ctx, sha, keys, args...) })
 }
 
 func (w *idleWaker) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	q, ok := dequeueQueue(keys)
-	if !ok {
-		return w.UniversalClient.Eval(ctx, script, keys, args...)
+	return w.watch(ctx, keys, func() *redis.Cmd { return w.UniversalClient.Eval(ctx, script, keys, args...) })
+}
+
+// watch runs a script: a dequeue may first wait and its answer is
+// recorded; a forward that moved tasks wakes a worker for them, since no
+// producer announced them.
+func (w *idleWaker) watch(ctx context.Context, keys []string, run func() *redis.Cmd) *redis.Cmd {
+	if q, ok := dequeueQueue(keys); ok {
+		w.before()
+		cmd := run()
+		w.after(q, cmd.Err())
+		return cmd
 	}
-	w.before()
-	cmd := w.UniversalClient.Eval(ctx, script, keys, args...)
-	w.after(q, cmd.Err())
+	cmd := run()
+	if q, ok := forwardQueue(keys); ok {
+		if n, err := cmd.Int(); err == nil && n > 0 {
+			_, _ = w.UniversalClient.Pipelined(ctx, func(pl redis.Pipeliner) error {
+				schema.Wake(ctx, pl, q)
+				return nil
+			})
+		}
+	}
 	return cmd
 }
 

@@ -141,3 +141,15 @@ func TestIdleWorkerFindsUnannouncedTasks(t *testing.T) {
 	}
 	expectRun(t, ran, 7, 20*time.Second, "an unannounced task was never found")
 }
+
+// TestIdleWorkerWokenByForwardedTask: a scheduled task (and so a retry)
+// is announced by nobody; when asynq's forwarder moves it to its queue,
+// the worker wakes one for it, so it does not wait for the idle wait.
+func TestIdleWorkerWokenByForwardedTask(t *testing.T) {
+	b := setup(t)
+	ran := startProbeWorker(t, b, time.Hour)
+	if _, err := b.client.Enqueue(context.Background(), probe{N: 5}, asynq.Queue(tasks.QueueDefault), asynq.ProcessIn(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	expectRun(t, ran, 5, 20*time.Second, "the forwarded task did not wake the idle worker")
+}
