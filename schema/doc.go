@@ -60,6 +60,11 @@
 //	    "duration_ms","error"}]} (the newest MaxAttemptsKept attempts) —
 //	    TaskIndexTTL with TasksKey — tasks.Client (IndexTask), the worker's
 //	    handlers.Attempts (RecordAttempt, pipelined with the task's result).
+//	sandboxq:tasks:done (TaskDoneChannel) — pub/sub channel — JSON
+//	    {"queue","id"} when an attempt of a task ends (pipelined with the
+//	    attempt's result and record) or Cancel archives a waiting task; a
+//	    hint to re-read the task, not its state — handlers.Attempts,
+//	    tasks.Client.Cancel; heard by tasks.Client.Wait.
 //	sandboxq:cancel:<task id> (CancelKey) — string "1" — CancelMarkTTL,
 //	    7 days — tasks.Client.Cancel (MarkCancelled); read by handlers.
 //	sandboxq:api:idempotency:<sha256> (IdempotencyKey) — string — JSON
