@@ -81,8 +81,11 @@ type Config struct {
 	IdempotencyTTL time.Duration
 	// MaxWait caps the ?wait= of GET /tasks/{queue}/{id} (default 60 s).
 	MaxWait time.Duration
-	// PollInterval is how often a long-polling GET reads the task's state
-	// (default 25 ms).
+	// PollInterval is unused: a long-polling GET waits with
+	// tasks.Client.Wait, which hears the worker's notice and polls only as
+	// a fallback (tasks.WithWaitPoll).
+	//
+	// Deprecated: set the fallback on the Client with tasks.WithWaitPoll.
 	PollInterval time.Duration
 	// EventsPollInterval is how often an event stream re-reads the
 	// project's Redis stream without a pub/sub wake-up, covering events

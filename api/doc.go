@@ -78,12 +78,13 @@
 //
 // # Long polling
 //
-// GET /tasks/{queue}/{id}?wait=D reads the task's state every
-// PollInterval (25 ms) until it is completed or archived, D has passed
-// (capped at MaxWait, 60 s), the client has gone or the API is closed. asynq
-// publishes nothing when a task finishes, so polling is the only way to
-// learn it; at 25 ms the answer follows completion within one interval
-// plus a Redis round trip.
+// GET /tasks/{queue}/{id}?wait=D waits with tasks.Client.Wait until the
+// task is completed or archived, D has passed (capped at MaxWait, 60 s),
+// the client has gone or the API is closed. The worker announces the end
+// of each attempt on schema.TaskDoneChannel; every long poll of the API
+// shares the Client's one subscription, so the answer follows completion
+// by a few Redis round trips. A lost notice costs at most the Client's
+// fallback poll (tasks.WithWaitPoll, 1 s).
 //
 // # Event streams
 //

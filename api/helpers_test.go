@@ -71,6 +71,7 @@ func setup(t testing.TB, mutate func(*Config)) *testBundle {
 	t.Cleanup(func() {
 		_ = a.Close()
 		b.srv.Close()
+		_ = b.client.Close()
 	})
 	b.base = b.srv.URL + Prefix
 	return b
@@ -172,9 +173,10 @@ func (b *testBundle) expectError(t testing.TB, req request, status int, field st
 // startProcessor runs an asynq server over b's Redis with the given
 // handlers until the test ends. It stands in for the worker where a test
 // needs to control when and how a task finishes.
-func (b *testBundle) startProcessor(t testing.TB, handlers map[string]asynq.HandlerFunc) {
+func (b *testBundle) startProcessor(t testing.TB, handlers map[string]asynq.HandlerFunc, mws ...asynq.MiddlewareFunc) {
 	t.Helper()
 	mux := asynq.NewServeMux()
+	mux.Use(mws...)
 	for typ, h := range handlers {
 		mux.HandleFunc(typ, h)
 	}

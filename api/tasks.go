@@ -83,38 +83,28 @@ func (a *API) getTask(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, redactResult(res))
 }
 
-// waitTask polls the task every PollInterval until it is finished, wait
-// has passed, the client has gone or the API is closed; it returns the
-// last state seen.
+// waitTask waits (tasks.Client.Wait: the worker's notice, polling only
+// as a fallback) until the task is finished, wait has passed, the client
+// has gone or the API is closed; it returns the last state seen.
 func (a *API) waitTask(r *http.Request, queue, id string, wait time.Duration, last *tasks.Result) (*tasks.Result, error) {
 	a.streams.Add(1)
 	defer a.streams.Add(-1)
 	ctx, cancel := a.withClosing(r.Context())
 	defer cancel()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	tick := time.NewTicker(a.opts.PollInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return last, nil
-		case <-timer.C:
-			return last, nil
-		case <-tick.C:
-		}
-		res, err := a.opts.Client.Status(ctx, queue, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return last, nil
-			}
-			return nil, err
-		}
+	ctx, cancelWait := context.WithTimeout(ctx, wait)
+	defer cancelWait()
+	res, err := a.opts.Client.Wait(ctx, queue, id)
+	if res != nil {
 		last = res
-		if finished(res) {
-			return res, nil
-		}
 	}
+	var failed *tasks.TaskFailedError
+	switch {
+	case err == nil, errors.As(err, &failed):
+		return res, nil
+	case ctx.Err() != nil:
+		return last, nil
+	}
+	return nil, err
 }
 
 // status is Client.Status, except that a task of a served queue missing

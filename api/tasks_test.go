@@ -13,6 +13,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/tasks"
 )
@@ -135,10 +136,16 @@ func TestRedactJSONKeepsCleanResults(t *testing.T) {
 // measures how long after that a waiting GET answers. The assertions are
 // about order, not speed: the answer says completed and arrives after the
 // handler returned, and well before the wait would have ended. The
-// latency is reported.
+// latency is reported. The worker side announces each attempt's end
+// (handlers.Attempts) and the API's Client polls only every hour, so the
+// answers come from the notice.
 func TestLongPollLatency(t *testing.T) {
 	t.Parallel()
-	b := setup(t, nil)
+	b := setup(t, func(o *Config) {
+		c := tasks.NewClient(o.Redis, tasks.WithWaitPoll(time.Hour))
+		t.Cleanup(func() { _ = c.Close() })
+		o.Client = c
+	})
 	type run struct {
 		release  chan struct{}
 		returned chan time.Time
@@ -152,7 +159,7 @@ func TestLongPollLatency(t *testing.T) {
 			r.returned <- time.Now()
 			return nil
 		},
-	})
+	}, handlers.Attempts(b.rdb, nil))
 	const rounds = 15
 	var lat []time.Duration
 	for range rounds {

@@ -40,6 +40,7 @@ func TestTopologies(t *testing.T) {
 		{"asynqmon", asynqmonQueues},
 		{"scheduler", schedulerOncePerSlot},
 		{"cancel", cancelRunning},
+		{"notice", waitHearsNotice},
 		{"watchers", watcherTakeover},
 		{"scripts", luaScripts},
 	}
@@ -362,6 +363,34 @@ func schedulerOncePerSlot(t *testing.T, tp *topology) {
 				t.Errorf("%s slot %d enqueued %d times", typ, slot, n)
 			}
 		}
+	}
+}
+
+// waitHearsNotice: the worker's end-of-attempt notice (published in the
+// attempt's pipeline, keyless, which a Cluster pipeline routes apart) wakes
+// Wait on every topology. The Client's fallback poll is an hour, and its
+// subscription is up (the ensure's Wait opened it) before the command is
+// even picked up, so only the notice can end the second Wait in time.
+func waitHearsNotice(t *testing.T, tp *topology) {
+	_, gw, _ := localProvider(t)
+	runWorker(t, tp.rdb, gw, nil)
+	client := tasks.NewClient(tp.rdb, tasks.WithWaitPoll(time.Hour))
+	t.Cleanup(func() { _ = client.Close() })
+	p := tasks.Project{Namespace: "topo", Name: "notice"}
+	e, err := client.EnsureSandbox(t.Context(), tasks.SandboxEnsure{Project: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, client, e, nil)
+	e, err = client.RunCommand(t.Context(), tasks.CommandRun{Project: p, Command: "echo noticed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Stdout string `json:"stdout"`
+	}
+	if waitDone(t, client, e, &out); !strings.Contains(out.Stdout, "noticed") {
+		t.Fatalf("command result %+v", out)
 	}
 }
 

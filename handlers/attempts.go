@@ -27,12 +27,15 @@ type attemptState struct {
 }
 
 // Attempts records every attempt of a project task (start, duration,
-// error) in the project's task index (schema.RecordAttempt). The record
-// shares one pipelined round trip with the task's final result, which
-// the handler hands over instead of writing it itself: an attempt that
-// ends with a result costs no extra round trip; one without a result costs
-// the record alone. Attempts that did not run (project busy, gateway
-// throttled) are not recorded; asynq does not count them either.
+// error) in the project's task index (schema.RecordAttempt) and announces
+// its end on schema.TaskDoneChannel, which tasks.Client.Wait listens to.
+// The record and the notice share one pipelined round trip with the
+// task's final result, which the handler hands over instead of writing it
+// itself: an attempt that ends with a result costs no extra round trip;
+// one without a result costs the record and notice alone. A task without
+// a project gets the notice alone. Attempts that did not run (project
+// busy, gateway throttled) are neither recorded nor announced; asynq does
+// not count them either, and they never end a task.
 func Attempts(rdb redis.UniversalClient, logger *slog.Logger) asynq.MiddlewareFunc {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -43,18 +46,18 @@ func Attempts(rdb redis.UniversalClient, logger *slog.Logger) asynq.MiddlewareFu
 			queue, _ := asynq.GetQueueName(ctx)
 			p, ok := tasks.ProjectOf(t)
 			if !ok || id == "" || queue == "" {
-				return next.ProcessTask(ctx, t)
+				err := next.ProcessTask(ctx, t)
+				if id != "" && queue != "" && ran(err) {
+					announceAlone(ctx, rdb, queue, id, logger)
+				}
+				return err
 			}
 			st := &attemptState{}
 			start := time.Now()
 			err := next.ProcessTask(context.WithValue(ctx, attemptKey{}, st), t)
 			a := schema.Attempt{StartedAt: start.UTC(), DurationMS: time.Since(start).Milliseconds()}
-			record := true
-			switch Outcome(err) {
-			case OutcomeBusy, OutcomeThrottled:
-				record = false
-			case OutcomeOK:
-			default:
+			record := ran(err)
+			if record && err != nil {
 				a.Error = truncate(err.Error(), maxAttemptError)
 			}
 			resErr, recErr := writeAttempt(ctx, rdb, p, queue, id, st.result, a, record)
@@ -69,8 +72,35 @@ func Attempts(rdb redis.UniversalClient, logger *slog.Logger) asynq.MiddlewareFu
 	}
 }
 
-// writeAttempt writes the final result (if any) and the attempt record (if
-// record) in one pipeline, and returns the error of each. A record that
+// ran reports whether an attempt ran (and may have ended the task): not
+// one turned away by a busy project or the gateway's rate limit.
+func ran(err error) bool {
+	switch Outcome(err) {
+	case OutcomeBusy, OutcomeThrottled:
+		return false
+	}
+	return true
+}
+
+// announce queues on pl the notice that an attempt of task id has ended
+// (schema.PublishTaskDone), which wakes the task's waiters. A lost notice
+// costs a waiter latency (it polls as a fallback), never an outcome.
+func announce(ctx context.Context, pl redis.Pipeliner, queue, id string) {
+	schema.PublishTaskDone(ctx, pl, queue, id)
+}
+
+// announceAlone sends the notice of a task that has no attempt record.
+func announceAlone(ctx context.Context, rdb redis.UniversalClient, queue, id string, logger *slog.Logger) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := schema.PublishTaskDone(actx, rdb, queue, id).Err(); err != nil {
+		logger.WarnContext(ctx, "announce task attempt end", slog.String("task_id", id), slog.String("err", err.Error()))
+	}
+}
+
+// writeAttempt writes the final result (if any) and the attempt record and
+// end notice (if record) in one pipeline, and returns the error of the
+// result and of the record. A record that
 // could not be written only costs the timeline an attempt; a result that
 // could not be written fails the attempt, as with asynq's ResultWriter.
 func writeAttempt(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, queue, id string, result []byte, a schema.Attempt, record bool) (resErr, recErr error) {
@@ -90,6 +120,7 @@ func writeAttempt(ctx context.Context, rdb redis.UniversalClient, p tasks.Projec
 		}
 		if record {
 			rec = schema.RecordAttempt(wctx, pl, p, id, a)
+			announce(wctx, pl, queue, id)
 		}
 		return nil
 	})

@@ -100,7 +100,10 @@
 // hands the result over, and Attempts writes it (HSET of the task's
 // "result", as the ResultWriter does) in one pipeline with the attempt
 // record. Progress written while the task runs still goes through the
-// ResultWriter.
+// ResultWriter. The same pipeline announces the end of the attempt on
+// schema.TaskDoneChannel, which tasks.Client.Wait listens to; a task
+// without a project gets the notice alone, and an attempt turned away
+// (busy project, throttled gateway) none, as it cannot end the task.
 //
 // # Tracing and the shared rate limit
 //

@@ -65,6 +65,11 @@
 //	    pipelined with the task index) pushes when it enqueues a pending
 //	    task; an idle worker BLPOPs the lists of its queues (one hash tag,
 //	    so one BLPOP in Redis Cluster) instead of polling asynq's queues.
+//	sandboxq:tasks:done (TaskDoneChannel) — pub/sub channel — JSON
+//	    {"queue","id"} when an attempt of a task ends (pipelined with the
+//	    attempt's result and record) or Cancel archives a waiting task; a
+//	    hint to re-read the task, not its state — handlers.Attempts,
+//	    tasks.Client.Cancel; heard by tasks.Client.Wait.
 //	sandboxq:cancel:<task id> (CancelKey) — string "1" — CancelMarkTTL,
 //	    7 days — tasks.Client.Cancel (MarkCancelled); read by handlers.
 //	sandboxq:api:idempotency:<sha256> (IdempotencyKey) — string — JSON

@@ -25,7 +25,9 @@ type Client struct {
 	insp       *asynq.Inspector
 	logger     *slog.Logger
 	cancelWait time.Duration
+	waitPoll   time.Duration
 	tracer     trace.Tracer
+	done       *doneHub
 }
 
 // ClientOption configures a Client.
@@ -50,6 +52,17 @@ func WithCancelWait(d time.Duration) ClientOption {
 	}
 }
 
+// WithWaitPoll sets how often Wait reads a task's state when no notice
+// from a worker wakes it (default DefaultWaitPoll). Non-positive values
+// are ignored.
+func WithWaitPoll(d time.Duration) ClientOption {
+	return func(c *Client) {
+		if d > 0 {
+			c.waitPoll = d
+		}
+	}
+}
+
 // NewClient returns a Client over rdb, which must point at the Redis (and
 // database) the workers use. The caller keeps ownership of rdb and closes
 // it after the Client is no longer used. rdb must not be nil.
@@ -63,17 +76,23 @@ func NewClient(rdb redis.UniversalClient, opts ...ClientOption) *Client {
 		insp:       asynq.NewInspectorFromRedisClient(rdb),
 		logger:     slog.New(slog.DiscardHandler),
 		cancelWait: 10 * time.Second,
+		waitPoll:   DefaultWaitPoll,
 		tracer:     defaultTracer(),
 	}
 	for _, o := range opts {
 		o(c)
 	}
+	c.done = newDoneHub(rdb, c.logger)
 	return c
 }
 
-// Close releases the Client. It does not close the Redis client given to
-// NewClient.
-func (c *Client) Close() error { return nil }
+// Close releases the Client: it closes the subscription that Wait opened,
+// and Waits still running go on polling. It does not close the Redis
+// client given to NewClient. Close may be called more than once.
+func (c *Client) Close() error {
+	c.done.close()
+	return nil
+}
 
 // Enqueued says where a task went.
 type Enqueued struct {

@@ -106,10 +106,21 @@
 //
 // # Waiting and cancelling
 //
-// Wait polls asynq (50 ms, growing to 500 ms) until the task completes (its
-// result) or is archived (a *TaskFailedError with the last error). Results
-// are kept for the task's Retention; a task enqueued with Retention(0)
-// vanishes on completion and Wait then reports ErrTaskNotFound.
+// Wait returns when the task completes (its result) or is archived (a
+// *TaskFailedError with the last error). It does not poll on a fixed
+// floor: the worker announces the end of every attempt on
+// schema.TaskDoneChannel (handlers.Attempts, in the attempt's pipeline),
+// and all Waits of a Client share one subscription to it, opened by the
+// first Wait (before its first read, so nothing is missed once it is
+// confirmed; its confirmation makes every Wait read again) and closed by
+// Close. A notice makes the task's Waits read it at once and, since asynq
+// records the end only after the handler returns, again at 1, 2, 4 … ms
+// while it is still active; a retried attempt leaves the task retrying and
+// its Waits waiting. Waits also read every wait poll (WithWaitPoll,
+// default 1 s) and after a reconnect, so a lost notice costs time, never
+// the outcome. Results are kept for the task's Retention; a task enqueued
+// with Retention(0) vanishes on completion and Wait then reports
+// ErrTaskNotFound.
 //
 // Cancel stops a task for good. asynq's CancelProcessing alone cancels the
 // handler's context and sends the task to retry, so Cancel first sets the

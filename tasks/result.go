@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,16 +150,36 @@ func (c *Client) Status(ctx context.Context, queue, id string) (*Result, error) 
 	return res, nil
 }
 
-// Wait polls the task (every 50 ms, slowing to 500 ms) until it completes,
-// is archived, or ctx ends. A completed task gives its Result; an archived
-// one gives its Result and a *TaskFailedError with the last error; when ctx
-// ends first, the last Result seen comes with ctx's error. A task
-// that does not exist gives an error wrapping ErrTaskNotFound (note that a
-// task enqueued with Retention(0) vanishes when it completes).
+// DefaultWaitPoll is how often Wait reads a task's state when no notice
+// wakes it (see WithWaitPoll).
+const DefaultWaitPoll = time.Second
+
+// Wait waits until the task completes, is archived, or ctx ends. A
+// completed task gives its Result; an archived one gives its Result and a
+// *TaskFailedError with the last error; when ctx ends first, the last
+// Result seen comes with ctx's error. A task that does not exist gives an
+// error wrapping ErrTaskNotFound (note that a task enqueued with
+// Retention(0) vanishes when it completes).
+//
+// Wait listens for the workers' notice that an attempt of the task ended
+// (schema.TaskDoneChannel, on one subscription that all Waits of the
+// Client share) and reads the task when it comes, and again at 1, 2, 4 …
+// ms while asynq has not yet recorded the end. It also reads the task
+// every wait poll (WithWaitPoll, default 1 s) and after the subscription
+// is (re)established, so a lost notice costs time, never the outcome.
 func (c *Client) Wait(ctx context.Context, queue, id string) (*Result, error) {
-	delay := 50 * time.Millisecond
-	var last *Result
+	w := c.done.watch(id)
+	defer c.done.unwatch(w)
+	timer := time.NewTimer(c.waitPoll)
+	defer timer.Stop()
+	var (
+		last  *Result
+		quick time.Duration // next fast re-read after a notice; 0: none
+		heard bool
+	)
 	for {
+		// Taken before the read: a resubscription after it wakes us.
+		resub := c.done.resubscribed()
 		res, err := c.Status(ctx, queue, id)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -167,20 +188,52 @@ func (c *Client) Wait(ctx context.Context, queue, id string) (*Result, error) {
 			return nil, err
 		}
 		last = res
-		switch res.State {
-		case StateCompleted:
-			return res, nil
-		case StateArchived:
-			return res, &TaskFailedError{
-				ID: res.ID, Queue: res.Queue, Type: res.Type,
-				LastErr: res.LastError, Result: res.Result, Cancelled: res.Cancelled,
-			}
-		}
-		if err := backoff.Sleep(ctx, delay); err != nil {
+		if ok, err := ended(res); ok {
 			return res, err
 		}
-		delay = min(delay*3/2, 500*time.Millisecond)
+		quick = nextQuick(quick, heard, res.State, c.waitPoll)
+		heard = false
+		timer.Reset(cmp.Or(quick, c.waitPoll))
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-w.notice:
+			heard = true
+		case <-resub:
+		case <-timer.C:
+		}
 	}
+}
+
+// ended reports whether res is a final state, and Wait's error for it.
+func ended(res *Result) (bool, error) {
+	switch res.State {
+	case StateCompleted:
+		return true, nil
+	case StateArchived:
+		return true, &TaskFailedError{
+			ID: res.ID, Queue: res.Queue, Type: res.Type,
+			LastErr: res.LastError, Result: res.Result, Cancelled: res.Cancelled,
+		}
+	}
+	return false, nil
+}
+
+// nextQuick is the delay of Wait's next fast re-read: an attempt has ended
+// (heard) but asynq records the task's new state only after the handler
+// returns, so while the task is still active Wait looks again at 1 ms,
+// then twice as late each time until the wait poll takes over. A task no
+// longer active (retrying, say) waits for the next notice or poll.
+func nextQuick(quick time.Duration, heard bool, state string, poll time.Duration) time.Duration {
+	switch {
+	case state != StateActive:
+		return 0
+	case heard:
+		return time.Millisecond
+	case quick > 0 && 2*quick < poll:
+		return 2 * quick
+	}
+	return 0
 }
 
 // cancelSignalAfter is how long Cancel leaves a running task to the worker's
@@ -243,7 +296,7 @@ func (c *Client) stopMarked(ctx context.Context, queue, id string, info *asynq.T
 	var signalled time.Time
 	delay := 10 * time.Millisecond
 	for {
-		done, err := c.cancelStep(queue, id, info, start, &signalled)
+		done, err := c.cancelStep(ctx, queue, id, info, start, &signalled)
 		if done {
 			return err
 		}
@@ -268,7 +321,7 @@ func (c *Client) stopMarked(ctx context.Context, queue, id string, info *asynq.T
 
 // cancelStep acts once on a marked task in the state info gives, and
 // reports whether Cancel is done (and with what).
-func (c *Client) cancelStep(queue, id string, info *asynq.TaskInfo, start time.Time, signalled *time.Time) (bool, error) {
+func (c *Client) cancelStep(ctx context.Context, queue, id string, info *asynq.TaskInfo, start time.Time, signalled *time.Time) (bool, error) {
 	switch info.State {
 	case asynq.TaskStateCompleted:
 		return true, fmt.Errorf("cancel task %s: %w", id, ErrTaskFinished)
@@ -289,6 +342,10 @@ func (c *Client) cancelStep(queue, id string, info *asynq.TaskInfo, start time.T
 		return false, nil
 	default:
 		err := c.insp.ArchiveTask(queue, id)
+		if err == nil {
+			// Its Waits hear of it at once (a lost notice costs them a poll).
+			_ = schema.PublishTaskDone(context.WithoutCancel(ctx), c.rdb, queue, id).Err()
+		}
 		// Otherwise the task changed state under us (e.g. it just
 		// started); look again.
 		return err == nil || errors.Is(err, asynq.ErrTaskNotFound), nil

@@ -31,7 +31,8 @@ func attemptTrips(trips *testutil.Trips, p tasks.Project) [][][]string {
 // written on its own besides. The same holds for a failed attempt (its
 // handler's result, even an empty one, is written as before). Only an
 // attempt whose handler writes no result at all (a payload that cannot be
-// decoded) costs its record alone.
+// decoded) costs its record alone. The notice that the attempt ended
+// (schema.TaskDoneChannel) rides in the same pipeline.
 func TestAttemptRecordRoundTrips(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -51,6 +52,9 @@ func TestAttemptRecordRoundTrips(t *testing.T) {
 	taskKey := schema.AsynqTaskKey(e.Queue, e.ID)
 	if !testutil.HasCommand(rec[0], "hset", taskKey, "result") {
 		t.Errorf("the attempt record is not pipelined with the result: %v", rec[0])
+	}
+	if !testutil.HasCommand(rec[0], "publish", schema.TaskDoneChannel) {
+		t.Errorf("the end notice is not pipelined with the attempt record: %v", rec[0])
 	}
 	var results int
 	for _, trip := range trips.With(taskKey) {

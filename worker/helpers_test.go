@@ -40,9 +40,11 @@ func setup(t testing.TB) *testBundle {
 	obs := &testutil.Recorder{}
 	lp, gw := testutil.Provider(t, local.Config{Observe: obs.Add})
 	rdb := redistest.New(t).Client(t)
+	client := tasks.NewClient(rdb)
+	t.Cleanup(func() { _ = client.Close() })
 	return &testBundle{
 		lp: lp, gw: gw, rdb: rdb,
-		client: tasks.NewClient(rdb),
+		client: client,
 		insp:   asynq.NewInspectorFromRedisClient(rdb),
 		obs:    obs,
 		t:      t,

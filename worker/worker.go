@@ -104,6 +104,7 @@ type Worker struct {
 	scheduler    *maintenance.Scheduler
 	dash         *dashboard.Dashboard
 	api          *api.API
+	apiClient    *tasks.Client // the API's producer; its Waits' subscription
 	http         http.Handler
 	listener     net.Listener
 	metrics      *promreg.Batch // the series New registered
@@ -260,8 +261,9 @@ func (w *Worker) buildHTTP() (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/", w.dash)
 	if !cfg.HTTP.APIDisabled {
+		w.apiClient = tasks.NewClient(cfg.Redis, tasks.WithTracerProvider(cfg.TracerProvider))
 		if w.api, err = api.New(api.Config{
-			Client: tasks.NewClient(cfg.Redis, tasks.WithTracerProvider(cfg.TracerProvider)), Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
+			Client: w.apiClient, Redis: cfg.Redis, Store: w.store, Tokens: cfg.HTTP.APITokens,
 			Gateway: cfg.Gateway, ListenAddr: cfg.HTTP.Addr, Logger: cfg.Logger.With("component", "api"),
 			Queues: slices.Collect(maps.Keys(cfg.Queues)), TracerProvider: cfg.TracerProvider,
 		}); err != nil {
@@ -287,6 +289,9 @@ func (w *Worker) close() {
 	}
 	if w.api != nil {
 		_ = w.api.Close()
+	}
+	if w.apiClient != nil {
+		_ = w.apiClient.Close()
 	}
 	if w.dash != nil {
 		_ = w.dash.Close()

@@ -70,7 +70,9 @@ func (e *env) e2eRun(ctx context.Context, n int, viaSandboxq bool, poll time.Dur
 		if err != nil {
 			return 0, err
 		}
-		each = e.viaSandboxq(tasks.NewClient(rdb))
+		c := tasks.NewClient(rdb)
+		defer c.Close()
+		each = e.viaSandboxq(c)
 	} else {
 		each = e.inline(gw, poll)
 	}

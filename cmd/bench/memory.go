@@ -171,6 +171,7 @@ func (e *env) memRun(ctx context.Context, files []tasks.File) (int64, error) {
 		return 0, err
 	}
 	c := tasks.NewClient(rdb)
+	defer c.Close()
 	busy, err := c.RunCommand(ctx, tasks.CommandRun{Project: p, Command: "sleep 2"})
 	if err != nil {
 		return 0, err

@@ -158,6 +158,7 @@ func ensureAll(ctx context.Context, rdb *redis.Client, prefix string, n int) err
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	c := tasks.NewClient(rdb)
+	defer c.Close()
 	sem := make(chan struct{}, 64)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup

@@ -64,8 +64,9 @@
 //     Asynqmon.
 //   - run takes the command after "--": one argument is used as it is (a
 //     shell line), several are joined with shell quoting.
-//   - --wait uses tasks.Client.Wait for the outcome and polls
-//     tasks.Client.Status beside it for the progress lines.
+//   - --wait uses tasks.Client.Wait for the outcome (it hears the worker's
+//     end notice, see package tasks) and polls tasks.Client.Status beside it
+//     only for the progress lines.
 //   - status and cancel look in --queue, or in every queue of
 //     tasks.DefaultQueues (highest priority first).
 //   - Secrets stay out of the output: KEY=VALUE flags never echo a malformed

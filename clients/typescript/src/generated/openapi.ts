@@ -257,7 +257,7 @@ export interface paths {
         };
         /**
          * A task's state and result
-         * @description With ?wait= the request long-polls: it returns as soon as the task is completed or archived (the task's state is read every 25 ms), or when the wait ends, whichever is first; the answer is 200 either way, so look at state.
+         * @description With ?wait= the request long-polls: it returns as soon as the task is completed or archived (the worker announces the end of each attempt and the request hears it; it also reads the task's state every second as a fallback), or when the wait ends, whichever is first; the answer is 200 either way, so look at state.
          */
         get: operations["getTask"];
         put?: never;
