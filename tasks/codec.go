@@ -180,18 +180,41 @@ func Decode[P Payload](t *asynq.Task) (P, error) {
 	if want := p.TypeName(); t.Type() != want {
 		return zero, &PayloadError{Type: t.Type(), Err: fmt.Errorf("task type %q, want %q", t.Type(), want)}
 	}
-	raw, err := Uncompress(t.Payload(), t.Headers())
-	if err != nil {
+	if err := unmarshal(t, &p); err != nil {
 		return zero, &PayloadError{Type: t.Type(), Err: err}
-	}
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return zero, &PayloadError{Type: t.Type(), Err: jsonError("", err)}
 	}
 	p = normalize(p)
 	if err := p.Validate(); err != nil {
 		return zero, &PayloadError{Type: t.Type(), Err: err}
 	}
 	return p, nil
+}
+
+// unmarshal decodes t's payload into p: a compressed files:write payload
+// with decodeFiles, which keeps one copy of the content, anything else (and
+// whatever decodeFiles leaves) with encoding/json.
+func unmarshal(t *asynq.Task, p any) error {
+	if fw, ok := p.(*FilesWrite); ok && t.Type() == TypeFilesWrite {
+		enc := t.Headers()[HeaderContentEncoding]
+		if enc == EncodingGzip || isGzip(t.Payload()) {
+			// Uncompress returns a buffer of its own: decodeFiles may
+			// write over it.
+			if raw, err := Uncompress(t.Payload(), t.Headers()); err == nil {
+				if q, err := decodeFiles(raw); err == nil {
+					*fw = q
+					return nil
+				}
+			}
+		}
+	}
+	raw, err := Uncompress(t.Payload(), t.Headers())
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, p); err != nil {
+		return jsonError("", err)
+	}
+	return nil
 }
 
 // DecodePayload decodes a payload of the catalogue by type name, as Decode
