@@ -257,7 +257,11 @@ func ProjectOf(t *asynq.Task) (p Project, ok bool) {
 		return Project{}, false
 	}
 	defer done()
-	p, err = scanProject(r)
+	size := len(t.Payload())
+	if _, plain := r.(*bytes.Reader); !plain {
+		size = MaxPayloadBytes
+	}
+	p, err = scanProject(r, scanBuffer(size))
 	if err != nil || p.Name == "" {
 		return Project{}, false
 	}

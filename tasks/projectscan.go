@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -33,9 +34,9 @@ const (
 )
 
 // scanProject reads the top-level namespace and name of the JSON object in
-// r.
-func scanProject(r io.Reader) (Project, error) {
-	s := &scanner{r: bufio.NewReaderSize(r, 32<<10)}
+// r, through a buffer of at most bufSize bytes.
+func scanProject(r io.Reader, bufSize int) (Project, error) {
+	s := &scanner{r: bufio.NewReaderSize(r, bufSize)}
 	var p Project
 	if c, err := s.next(); err != nil || c != '{' {
 		return p, errScan
@@ -96,10 +97,10 @@ func (s *scanner) member(p *Project) error {
 		return errScan
 	}
 	var dst *string
-	switch foldKey(key) {
-	case "NAMESPACE":
+	switch {
+	case keyIs(key, "NAMESPACE"):
 		dst = &p.Namespace
-	case "NAME":
+	case keyIs(key, "NAME"):
 		dst = &p.Name
 	}
 	c, err := s.next()
@@ -126,7 +127,9 @@ func (s *scanner) member(p *Project) error {
 // str reads the rest of a string whose opening quote has been read and
 // returns it unescaped, or nil if its literal is longer than limit bytes.
 func (s *scanner) str(limit int) (*string, error) {
-	lit := []byte{'"'}
+	lit := make([]byte, 1, 32)
+	lit[0] = '"'
+	plain := true // no escapes, ASCII: the literal is the value
 	for {
 		c, err := s.r.ReadByte()
 		if err != nil {
@@ -140,12 +143,17 @@ func (s *scanner) str(limit int) (*string, error) {
 			if len(lit) > limit {
 				return nil, nil
 			}
+			if plain {
+				v := string(lit[1 : len(lit)-1])
+				return &v, nil
+			}
 			var v string
 			if json.Unmarshal(lit, &v) != nil {
 				return nil, errScan
 			}
 			return &v, nil
 		case c == '\\':
+			plain = false
 			e, err := s.r.ReadByte()
 			if err != nil {
 				return nil, errScan
@@ -155,6 +163,8 @@ func (s *scanner) str(limit int) (*string, error) {
 			}
 		case c < 0x20:
 			return nil, errScan
+		case c >= utf8.RuneSelf:
+			plain = false
 		}
 	}
 }
@@ -186,18 +196,23 @@ func (s *scanner) skipString() error {
 			return errScan
 		}
 		buf, _ := s.r.Peek(s.r.Buffered())
-		i := bytes.IndexAny(buf, "\"\\")
-		if i < 0 {
-			_, _ = s.r.Discard(len(buf))
-			continue
+		i := 0
+		for i < len(buf) {
+			switch buf[i] {
+			case '"':
+				_, _ = s.r.Discard(i + 1)
+				return nil
+			case '\\':
+				i += 2 // the escaped byte cannot end the string
+			default:
+				i++
+			}
 		}
-		quote := buf[i] == '"'
-		_, _ = s.r.Discard(i + 1)
-		if quote {
-			return nil
-		}
-		if _, err := s.r.ReadByte(); err != nil { // the escaped byte
-			return errScan
+		_, _ = s.r.Discard(len(buf))
+		if i > len(buf) { // the escaped byte is in the next buffer
+			if _, err := s.r.ReadByte(); err != nil {
+				return errScan
+			}
 		}
 	}
 }
@@ -255,14 +270,27 @@ func (s *scanner) skipNumber() error {
 	}
 }
 
+// keyIs reports whether key k matches the field name folded, as
+// encoding/json matches keys to fields case-insensitively.
+func keyIs(k *string, folded string) bool {
+	if k == nil {
+		return false
+	}
+	ascii := true
+	for i := range len(*k) {
+		ascii = ascii && (*k)[i] < utf8.RuneSelf
+	}
+	if ascii {
+		return strings.EqualFold(*k, folded)
+	}
+	return foldKey(*k) == folded
+}
+
 // foldKey folds a key as encoding/json does to match it to a field name
 // case-insensitively (upper case of lower case, rune by rune).
-func foldKey(k *string) string {
-	if k == nil {
-		return ""
-	}
-	out := make([]byte, 0, len(*k))
-	for _, r := range *k {
+func foldKey(k string) string {
+	out := make([]byte, 0, len(k))
+	for _, r := range k {
 		if r < utf8.RuneSelf {
 			if 'a' <= r && r <= 'z' {
 				r -= 'a' - 'A'
@@ -274,6 +302,10 @@ func foldKey(k *string) string {
 	}
 	return string(out)
 }
+
+// scanBuffer is the scan's buffer for a payload of n bytes: no larger
+// than the payload, which is small unless compressed.
+func scanBuffer(n int) int { return min(n+16, 32<<10) }
 
 // payloadReader returns the JSON of a task payload as a stream, capped at
 // MaxPayloadBytes, as Uncompress would return it whole.

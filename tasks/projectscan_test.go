@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -138,5 +139,33 @@ func TestUncompressSizeHint(t *testing.T) {
 		if err != nil || !bytes.Equal(got, body) {
 			t.Errorf("readSized with hint %d: %d bytes, %v", size, len(got), err)
 		}
+	}
+}
+
+// BenchmarkProjectOf: the scan of a small plain payload and of a large
+// compressed one.
+func BenchmarkProjectOf(b *testing.B) {
+	for _, size := range []int{100, 4 << 20} {
+		task, err := New(FilesWrite{Project: Project{Name: "app"}, Files: []File{{Path: "a.txt", Content: strings.Repeat("text\n", size/5)}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("content=%d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := ProjectOf(task); !ok {
+					b.Fatal("no project")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("content=%d/encoding-json", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				raw, err := Uncompress(task.Payload(), task.Headers())
+				if _, ok := projectByJSON(raw); err != nil || !ok {
+					b.Fatal("no project")
+				}
+			}
+		})
 	}
 }
