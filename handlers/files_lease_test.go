@@ -109,3 +109,31 @@ func TestFilesWriteBusyProjectNeverDecodes(t *testing.T) {
 		t.Errorf("%d payloads decoded for a busy project, want none", n)
 	}
 }
+
+// TestFilesWriteReleasesLeaseOnPanic: the lease process takes for a
+// files:write is released even when the handler panics (the Recover
+// middleware turns the panic into an error; a lease left held would block
+// the project).
+func TestFilesWriteReleasesLeaseOnPanic(t *testing.T) {
+	t.Parallel()
+	var taken, released atomic.Int32
+	locks := &mockLocker{LockFn: func(ctx context.Context, _ tasks.Project, _ string) (context.Context, func(), error) {
+		taken.Add(1)
+		return ctx, func() { released.Add(1) }, nil
+	}}
+	d := &mockDaemon{BatchFilesFn: func(context.Context, []gateway.BatchFile) ([]gateway.BatchResult, error) {
+		panic("daemon client bug")
+	}}
+	h := newTestHandlers(t, Config{Gateway: oneSandbox(&gateway.Sandbox{SandboxID: "sbx-1"}), Daemons: daemonOf(d), Locks: locks})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the handler did not panic")
+			}
+		}()
+		_, _ = work(t, t.Context(), h, h.filesWrite, filesPayload("a.txt"), attempt{})
+	}()
+	if taken.Load() != 1 || released.Load() != 1 {
+		t.Errorf("leases taken %d, released %d; want 1 and 1", taken.Load(), released.Load())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -236,9 +237,10 @@ func process[P tasks.Payload](ctx context.Context, h *Handlers, raw *asynq.Task,
 	if err != nil {
 		return err
 	}
+	release = sync.OnceFunc(release)
+	defer release() // also if fn panics: the lease must not outlive the attempt
 	p, err := tasks.Decode[P](raw)
 	if err != nil {
-		release()
 		return Permanent(err)
 	}
 	if h.decoded != nil {
@@ -248,7 +250,7 @@ func process[P tasks.Payload](ctx context.Context, h *Handlers, raw *asynq.Task,
 		// The scan and the decoder disagree (a pathological payload): the
 		// handler takes the decoded project's lease itself.
 		release()
-		lctx, leased, release = ctx, nil, func() {}
+		lctx, leased = ctx, nil
 	}
 	t := &Task[P]{Payload: p, ID: meta.id, Queue: meta.queue, Retried: meta.retried, result: meta.result, leased: leased != nil}
 	result, err := fn(lctx, t)
