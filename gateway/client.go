@@ -361,7 +361,8 @@ type request struct {
 	op, method string
 	url        *url.URL
 	header     http.Header
-	body       []byte // nil: no body
+	body       []byte    // nil: no body (unless stream)
+	stream     *jsonBody // a body encoded as it is sent, instead of body
 	timeout    time.Duration
 	secrets    []string // values to cut from server messages
 	idempotent bool     // an idempotent read: retried inside the call (retry.go)
@@ -405,9 +406,16 @@ func (t *transport) do(ctx context.Context, r *request) (*response, error) {
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
 	}
+	if r.stream != nil {
+		body = r.stream.reader()
+	}
 	req, err := http.NewRequestWithContext(withOp(reqCtx, r.op), r.method, r.url.String(), body)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %s: building request: %w", r.op, err)
+	}
+	if r.stream != nil {
+		req.ContentLength = r.stream.size
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(r.stream.reader()), nil }
 	}
 	for k, v := range r.header {
 		req.Header[k] = v

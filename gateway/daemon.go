@@ -117,7 +117,7 @@ type daemonCall struct {
 	method  string
 	rel     string // escaped, relative to the base URL
 	query   string // encoded
-	body    any    // nil: no body
+	body    any    // nil: no body; a *jsonBody is streamed
 	timeout time.Duration
 	read    bool // an idempotent read, retried inside the call
 }
@@ -130,12 +130,15 @@ func (d *Daemon) call(ctx context.Context, c daemonCall) (*response, error) {
 	}
 	h := http.Header{}
 	var body []byte
-	if c.body != nil {
+	stream, _ := c.body.(*jsonBody)
+	if c.body != nil && stream == nil {
 		b, err := encodeJSON(op, c.body)
 		if err != nil {
 			return nil, err
 		}
 		body = b
+	}
+	if c.body != nil {
 		h.Set("Content-Type", "application/json")
 	}
 	var secrets []string
@@ -149,6 +152,7 @@ func (d *Daemon) call(ctx context.Context, c daemonCall) (*response, error) {
 		url:        joinURL(d.base, c.rel, c.query),
 		header:     h,
 		body:       body,
+		stream:     stream,
 		timeout:    c.timeout,
 		secrets:    secrets,
 		idempotent: c.read,
@@ -352,10 +356,15 @@ func (d *Daemon) WriteFile(ctx context.Context, p, content string) (*FileInfo, e
 	if err := checkPath(p); err != nil {
 		return nil, fmt.Errorf("gateway: daemon.%s: %w", op, err)
 	}
-	body := struct {
-		Path    string `json:"path"`
-		Content string `json:"content"`
-	}{p, content}
+	// {"path": p, "content": content}, the content streamed.
+	body := (&jsonBody{}).add(`{"path":`)
+	if err := body.addValue(p); err != nil {
+		return nil, fmt.Errorf("gateway: daemon.%s: encoding request: %w", op, err)
+	}
+	body, err := body.add(`,"content":`).addString(content).add(`}`).done()
+	if err != nil {
+		return nil, fmt.Errorf("gateway: daemon.%s: encoding request: %w", op, err)
+	}
 	var data struct {
 		File *FileInfo `json:"file"`
 	}
@@ -384,9 +393,10 @@ func (d *Daemon) BatchFiles(ctx context.Context, files []BatchFile) ([]BatchResu
 			return nil, fmt.Errorf("gateway: daemon.%s: files[%d] (%s): unknown operation %q (want write or delete)", op, i, f.Path, f.Operation)
 		}
 	}
-	body := struct {
-		Files []BatchFile `json:"files"`
-	}{files}
+	body, err := batchBody(files)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: daemon.%s: encoding request: %w", op, err)
+	}
 	var data struct {
 		Results []BatchResult `json:"results"`
 	}
@@ -394,6 +404,29 @@ func (d *Daemon) BatchFiles(ctx context.Context, files []BatchFile) ([]BatchResu
 		return nil, err
 	}
 	return data.Results, nil
+}
+
+// batchBody is {"files": files} with each content streamed.
+func batchBody(files []BatchFile) (*jsonBody, error) {
+	body := (&jsonBody{}).add(`{"files":[`)
+	for i, f := range files {
+		if i > 0 {
+			body.add(`,`)
+		}
+		body.add(`{"path":`)
+		if err := body.addValue(f.Path); err != nil {
+			return nil, err
+		}
+		body.add(`,"operation":`)
+		if err := body.addValue(f.Operation); err != nil {
+			return nil, err
+		}
+		if f.Content != "" {
+			body.add(`,"content":`).addString(f.Content)
+		}
+		body.add(`}`)
+	}
+	return body.add(`]}`).done()
 }
 
 // DeleteFile calls DELETE /files/{path} (file or directory).

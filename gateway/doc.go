@@ -52,6 +52,10 @@
 //     data} (servers, env) or bare (/health); both wrapped forms are read
 //     through data. A 207 from /files/batch is a success: per-path
 //     failures are in the results.
+//   - File bodies stream. WriteFile and BatchFiles encode the file content
+//     into the request body while it is sent (with its exact
+//     Content-Length; the bytes are json.Marshal's), so a file write holds
+//     no escaped copy of the content.
 //   - Credentials. The API key and tokens are secret.Secret values revealed
 //     only into headers and the WebSocket query. Errors and logs carry
 //     sanitized URLs (no userinfo, token query values redacted), and a

@@ -22,7 +22,11 @@
 // inside the handlers, not by a middleware, because it must cover the
 // gateway calls and not the waiting: server:start and server:restart release
 // it before they wait for the server, so file writes are not blocked while a
-// dev server boots. workflow:run takes it per step.
+// dev server boots. workflow:run takes it per step. files:write takes it
+// before it decodes its payload (the project comes from a streaming scan,
+// tasks.ProjectOf): a chunk waiting for a busy project holds only its
+// encoded payload, so the chunks of one large file set cost one decoded
+// chunk at a time, not all of them at once.
 //
 // # Idempotency and checkpoints
 //

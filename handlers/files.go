@@ -32,6 +32,9 @@ type PathError struct {
 
 func (h *Handlers) filesWrite(ctx context.Context, t *Task[tasks.FilesWrite]) (any, error) {
 	p := t.Payload
+	// process normally holds the project lease already (leaseFirst): the
+	// files are decoded only once the project is free.
+	//
 	// A retry sends only the paths an earlier attempt left pending. A task
 	// handed back at shutdown (which asynq does not count as a retry) sends
 	// everything again, which is correct because writes are idempotent, and
@@ -40,13 +43,15 @@ func (h *Handlers) filesWrite(ctx context.Context, t *Task[tasks.FilesWrite]) (a
 	if t.Retried > 0 {
 		prev = previousResult[FilesResult](ctx, h, t.Queue, t.ID)
 	}
-	lctx, release, err := h.lock(ctx, p.Project, t.ID)
-	if err != nil {
-		return nil, err
+	if !t.leased {
+		lctx, release, err := h.lock(ctx, p.Project, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		ctx = lctx
 	}
-	defer release()
-	res, err := h.writeFiles(lctx, p, prev)
-	return res, err
+	return h.writeFiles(ctx, p, prev)
 }
 
 // isPermanent reports whether err is one no retry can fix.

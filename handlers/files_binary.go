@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -65,9 +66,24 @@ const decodeFuncs = `x() { if [ -d "$3" ]; then rm -f "$1"; echo "$3 is a direct
 
 // stagedNames returns the sandbox paths of f's stage and temporary file.
 func stagedNames(f tasks.File) (stage, tmp string) {
-	sum := sha256.Sum256([]byte(f.Path + "\x00" + f.Content))
+	hash := sha256.New()
+	writeString(hash, f.Path)
+	writeString(hash, "\x00")
+	writeString(hash, f.Content)
+	sum := hash.Sum(nil)
 	id := path.Join(path.Dir(f.Path), ".sandboxq-"+hex.EncodeToString(sum[:8]))
 	return id + ".b64", id + ".tmp"
+}
+
+// writeString writes s to w through a small buffer: the hashes do not
+// take strings, and converting a large content whole would copy it.
+func writeString(w io.Writer, s string) {
+	buf := make([]byte, min(len(s), 32<<10))
+	for len(s) > 0 {
+		n := copy(buf, s)
+		_, _ = w.Write(buf[:n])
+		s = s[n:]
+	}
 }
 
 // decodeStaged decodes the staged files and returns one outcome per file,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -142,6 +143,9 @@ type Handlers struct {
 	gw       Gateway
 	resolver *resolver
 	results  Results
+	// decoded, if set, is called after each payload is decoded (tests
+	// observe when a waiting task decodes its payload).
+	decoded func(taskType string)
 }
 
 // New returns the handlers for cfg.
@@ -179,6 +183,9 @@ type Task[P tasks.Payload] struct {
 	Queue   string
 	Retried int
 	result  io.Writer // nil: results are not kept
+	// leased is set when process already holds the lease of the payload's
+	// project for this task (see leaseFirst).
+	leased bool
 }
 
 // SetResult writes v as the task's JSON result. The result is last-value:
@@ -223,14 +230,31 @@ func register[P tasks.Payload](mux *asynq.ServeMux, h *Handlers, fn Func[P]) {
 
 // process decodes raw and runs fn on it. A non-nil result is written as the
 // task result even when fn also fails, so a failed task still shows what it
-// saw (a server's exit code, a command's output).
+// saw (a server's exit code, a command's output). For the types leaseFirst
+// names, the project lease is taken before the payload is decoded.
 func process[P tasks.Payload](ctx context.Context, h *Handlers, raw *asynq.Task, meta taskMeta, fn Func[P]) error {
+	lctx, leased, release, err := h.leaseFirst(ctx, raw, meta.id)
+	if err != nil {
+		return err
+	}
+	release = sync.OnceFunc(release)
+	defer release() // also if fn panics: the lease must not outlive the attempt
 	p, err := tasks.Decode[P](raw)
 	if err != nil {
 		return Permanent(err)
 	}
-	t := &Task[P]{Payload: p, ID: meta.id, Queue: meta.queue, Retried: meta.retried, result: meta.result}
-	result, err := fn(ctx, t)
+	if h.decoded != nil {
+		h.decoded(raw.Type())
+	}
+	if proj, ok := tasks.ProjectOfPayload(p); leased != nil && (!ok || proj != *leased) {
+		// The scan and the decoder disagree (a pathological payload): the
+		// handler takes the decoded project's lease itself.
+		release()
+		lctx, leased = ctx, nil
+	}
+	t := &Task[P]{Payload: p, ID: meta.id, Queue: meta.queue, Retried: meta.retried, result: meta.result, leased: leased != nil}
+	result, err := fn(lctx, t)
+	release()
 	if h.cfg.Store != nil && err == nil {
 		if proj, ok := tasks.ProjectOfPayload(p); ok && raw.Type() != tasks.TypeSandboxDestroy {
 			h.touch(ctx, proj)
@@ -246,6 +270,28 @@ func process[P tasks.Payload](ctx context.Context, h *Handlers, raw *asynq.Task,
 		}
 	}
 	return err
+}
+
+// leaseFirst takes the project lease of a files:write task before its
+// payload is decoded: the project comes from a streaming scan of the
+// payload (tasks.ProjectOf), so a chunk that waits for a busy project, or
+// is sent back because the project stayed busy, holds only its encoded
+// payload and never its decoded files. It returns the lease's context and
+// project (nil when no lease was taken: other types, and payloads the scan
+// cannot read, which Decode then reports) and its release.
+func (h *Handlers) leaseFirst(ctx context.Context, raw *asynq.Task, owner string) (context.Context, *tasks.Project, func(), error) {
+	if raw.Type() != tasks.TypeFilesWrite {
+		return ctx, nil, func() {}, nil
+	}
+	proj, ok := tasks.ProjectOf(raw)
+	if !ok {
+		return ctx, nil, func() {}, nil
+	}
+	lctx, release, err := h.lock(ctx, proj, owner)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return lctx, &proj, release, nil
 }
 
 // lock takes the project's lease for owner through Config.Locks, in a

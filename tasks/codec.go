@@ -3,6 +3,7 @@ package tasks
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,7 +101,7 @@ func Uncompress(payload []byte, headers map[string]string) ([]byte, error) {
 		return nil, fmt.Errorf("decompress payload: %w", err)
 	}
 	defer zr.Close()
-	raw, err := io.ReadAll(io.LimitReader(zr, MaxPayloadBytes+1))
+	raw, err := readSized(io.LimitReader(zr, MaxPayloadBytes+1), gzipSize(payload))
 	if err != nil {
 		return nil, fmt.Errorf("decompress payload: %w", err)
 	}
@@ -108,6 +109,37 @@ func Uncompress(payload []byte, headers map[string]string) ([]byte, error) {
 		return nil, fmt.Errorf("decompressed payload is larger than %d bytes", MaxPayloadBytes)
 	}
 	return raw, nil
+}
+
+// gzipSize is the uncompressed size a gzip stream's trailer states
+// (ISIZE, the size modulo 2³² of its last member), capped at
+// MaxPayloadBytes: a hint, not a promise.
+func gzipSize(payload []byte) int {
+	if len(payload) < 18 {
+		return 0
+	}
+	return int(min(binary.LittleEndian.Uint32(payload[len(payload)-4:]), MaxPayloadBytes))
+}
+
+// readSized reads r to its end into a buffer of size+1 bytes, growing it
+// only if r holds more: read with the right size, a large payload costs
+// its size once instead of the copies and spare capacity of a growing
+// buffer.
+func readSized(r io.Reader, size int) ([]byte, error) {
+	buf := make([]byte, 0, size+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // isNil reports whether p is nil or a nil pointer.
@@ -148,18 +180,41 @@ func Decode[P Payload](t *asynq.Task) (P, error) {
 	if want := p.TypeName(); t.Type() != want {
 		return zero, &PayloadError{Type: t.Type(), Err: fmt.Errorf("task type %q, want %q", t.Type(), want)}
 	}
-	raw, err := Uncompress(t.Payload(), t.Headers())
-	if err != nil {
+	if err := unmarshal(t, &p); err != nil {
 		return zero, &PayloadError{Type: t.Type(), Err: err}
-	}
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return zero, &PayloadError{Type: t.Type(), Err: jsonError("", err)}
 	}
 	p = normalize(p)
 	if err := p.Validate(); err != nil {
 		return zero, &PayloadError{Type: t.Type(), Err: err}
 	}
 	return p, nil
+}
+
+// unmarshal decodes t's payload into p: a compressed files:write payload
+// with decodeFiles, which keeps one copy of the content, anything else (and
+// whatever decodeFiles leaves) with encoding/json.
+func unmarshal(t *asynq.Task, p any) error {
+	if fw, ok := p.(*FilesWrite); ok && t.Type() == TypeFilesWrite {
+		enc := t.Headers()[HeaderContentEncoding]
+		if enc == EncodingGzip || isGzip(t.Payload()) {
+			// Uncompress returns a buffer of its own: decodeFiles may
+			// write over it.
+			if raw, err := Uncompress(t.Payload(), t.Headers()); err == nil {
+				if q, err := decodeFiles(raw); err == nil {
+					*fw = q
+					return nil
+				}
+			}
+		}
+	}
+	raw, err := Uncompress(t.Payload(), t.Headers())
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, p); err != nil {
+		return jsonError("", err)
+	}
+	return nil
 }
 
 // DecodePayload decodes a payload of the catalogue by type name, as Decode
@@ -191,13 +246,23 @@ func DecodePayload(typename string, payload []byte, headers map[string]string) (
 
 // ProjectOf returns the project a task is about, read from its payload
 // (namespace defaulted). ok is false for tasks without a project (the
-// maintenance types) and for payloads that cannot be read.
+// maintenance types) and for payloads that cannot be read. It streams the
+// payload (see scanProject): a large payload is not decoded into memory.
 func ProjectOf(t *asynq.Task) (p Project, ok bool) {
 	if t == nil {
 		return Project{}, false
 	}
-	raw, err := Uncompress(t.Payload(), t.Headers())
-	if err != nil || json.Unmarshal(raw, &p) != nil || p.Name == "" {
+	r, done, err := payloadReader(t.Payload(), t.Headers())
+	if err != nil {
+		return Project{}, false
+	}
+	defer done()
+	size := len(t.Payload())
+	if _, plain := r.(*bytes.Reader); !plain {
+		size = MaxPayloadBytes
+	}
+	p, err = scanProject(r, scanBuffer(size))
+	if err != nil || p.Name == "" {
 		return Project{}, false
 	}
 	return p.Normalize(), true

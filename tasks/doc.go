@@ -9,7 +9,10 @@
 // the top level of the JSON. New turns a payload into an *asynq.Task;
 // Decode turns a task back into its payload; DecodePayload does the same by
 // type name for code that holds raw payloads (the dashboard). Unknown JSON
-// fields are ignored, so payloads can grow across deploys.
+// fields are ignored, so payloads can grow across deploys. Decode keeps a
+// large files:write payload's content once: it unescapes the content in
+// place in the decompressed JSON rather than copying it out, and ProjectOf
+// reads the project off a payload as a stream, without decoding it.
 //
 // New and Decode both normalize before they validate: an empty namespace
 // becomes "default", file paths, cwd, path and env_file are cleaned with

@@ -97,10 +97,12 @@ func (t *tail) String() string {
 	return strings.TrimSpace(string(t.buf))
 }
 
-// memCase is files queued for one project while it is busy.
+// memCase is files queued for each of projects projects while they are
+// busy.
 type memCase struct {
-	name  string
-	files []tasks.File
+	name     string
+	projects int
+	files    []tasks.File
 }
 
 // memory: peak RSS (VmHWM) of a cmd/worker child while files wait behind a
@@ -114,23 +116,25 @@ func (e *env) memory(ctx context.Context, o opts, t *table) error {
 		}
 		return fs
 	}
-	idle, err := e.memRun(ctx, nil)
+	idle, err := e.memRun(ctx, 1, nil)
 	if err != nil {
 		return fmt.Errorf("idle: %w", err)
 	}
 	limit := int64(64*mib + workerConcurrency*3*tasks.MaxTaskContentBytes)
+	perProject := (o.memChunks + workerConcurrency - 1) / workerConcurrency
 	for _, c := range []memCase{
-		{fmt.Sprintf("5 × %d MiB files", o.memFileMiB), big(5, size)},
-		{fmt.Sprintf("%d × 1 MiB files (%d chunks)", o.memChunks*4, o.memChunks), big(o.memChunks*4, mib)},
+		{fmt.Sprintf("5 × %d MiB files behind a busy project", o.memFileMiB), 1, big(5, size)},
+		{fmt.Sprintf("%d × 1 MiB files (%d chunks) behind a busy project", o.memChunks*4, o.memChunks), 1, big(o.memChunks*4, mib)},
+		{fmt.Sprintf("%d busy projects × %d × 4 MiB chunks", workerConcurrency, perProject), workerConcurrency, big(perProject*4, mib)},
 	} {
-		peak, err := e.memRun(ctx, c.files)
+		peak, err := e.memRun(ctx, c.projects, c.files)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
 		}
-		t.check("worker peak RSS MiB, "+c.name+" behind a busy project", mibs(peak), mibs(idle)+" idle",
+		t.check("worker peak RSS MiB, "+c.name, mibs(peak), mibs(idle)+" idle",
 			float64(peak)/float64(idle), fmt.Sprintf("≤ %d MiB", limit/mib), peak <= limit)
 	}
-	one, err := e.memRun(ctx, big(1, size))
+	one, err := e.memRun(ctx, 1, big(1, size))
 	if err != nil {
 		return fmt.Errorf("one file: %w", err)
 	}
@@ -142,10 +146,11 @@ func (e *env) memory(ctx context.Context, o opts, t *table) error {
 
 func mibs(b int64) string { return fmt.Sprintf("%.1f", float64(b)/mib) }
 
-// memRun starts a worker, occupies one project with a 2 s command, queues
-// files for it, waits for every task and returns the worker's VmHWM. With
-// no files it returns the peak of a worker idle for 2 s.
-func (e *env) memRun(ctx context.Context, files []tasks.File) (int64, error) {
+// memRun starts a worker, occupies projects projects with a 2 s command
+// each, queues files for each, waits for every task and returns the
+// worker's VmHWM. With no files it returns the peak of a worker idle for
+// 2 s.
+func (e *env) memRun(ctx context.Context, projects int, files []tasks.File) (int64, error) {
 	url, rdb, err := e.db()
 	if err != nil {
 		return 0, err
@@ -161,28 +166,32 @@ func (e *env) memRun(ctx context.Context, files []tasks.File) (int64, error) {
 		return 0, err
 	}
 	prefix := e.prefix("mem")
-	defer e.destroy(gw, prefix, 1)
-	p := tasks.Project{Namespace: benchNS, Name: prefix + "-0"}
+	defer e.destroy(gw, prefix, projects)
 	if len(files) == 0 {
 		time.Sleep(2 * time.Second)
 		return procStatus(w.pid(), "VmHWM")
 	}
-	if _, err := gw.FindOrCreate(ctx, p.Namespace, p.Name, nil); err != nil {
-		return 0, err
-	}
 	c := tasks.NewClient(rdb)
 	defer c.Close()
-	busy, err := c.RunCommand(ctx, tasks.CommandRun{Project: p, Command: "sleep 2"})
-	if err != nil {
-		return 0, err
-	}
-	ens, err := c.WriteFiles(ctx, tasks.FilesWrite{Project: p, Files: files})
-	if err != nil {
-		return 0, err
+	var all []*tasks.Enqueued
+	for i := range projects {
+		p := tasks.Project{Namespace: benchNS, Name: fmt.Sprintf("%s-%d", prefix, i)}
+		if _, err := gw.FindOrCreate(ctx, p.Namespace, p.Name, nil); err != nil {
+			return 0, err
+		}
+		busy, err := c.RunCommand(ctx, tasks.CommandRun{Project: p, Command: "sleep 2"})
+		if err != nil {
+			return 0, err
+		}
+		ens, err := c.WriteFiles(ctx, tasks.FilesWrite{Project: p, Files: files})
+		if err != nil {
+			return 0, err
+		}
+		all = append(append(all, busy), ens...)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	for _, en := range append([]*tasks.Enqueued{busy}, ens...) {
+	for _, en := range all {
 		if err := waitOK(wctx, c, en, nil); err != nil {
 			return 0, err
 		}
