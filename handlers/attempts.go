@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,9 +28,37 @@ type attemptKey struct{}
 // trip as the attempt record.
 type attemptState struct {
 	result []byte // nil: no final result
+
+	mu sync.Mutex
 	// touches and releases each queue their writes on the end-of-attempt
 	// pipeline and return what to do once it ran. Releases go last.
 	touches, releases []endWrite
+	sealed            bool // the pipeline was sent: nothing more joins it
+}
+
+// join adds w to the touches (or, if release, the releases) of the
+// pipeline. It reports false if the pipeline was already sent; the caller
+// then writes on its own.
+func (st *attemptState) join(w endWrite, release bool) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.sealed {
+		return false
+	}
+	if release {
+		st.releases = append(st.releases, w)
+	} else {
+		st.touches = append(st.touches, w)
+	}
+	return true
+}
+
+// seal returns the writes handed over and closes the state to more.
+func (st *attemptState) seal() []endWrite {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.sealed = true
+	return slices.Concat(st.touches, st.releases)
 }
 
 // endWrite queues a write on the end-of-attempt pipeline pl and returns
@@ -91,7 +121,7 @@ func Attempts(rdb redis.UniversalClient, logger *slog.Logger) asynq.MiddlewareFu
 // ResultWriter. The handed-over writes deal with their own errors after
 // the pipeline ran (a lease release is retried).
 func writeAttempt(ctx context.Context, rdb redis.UniversalClient, p tasks.Project, queue, id string, st *attemptState, a schema.Attempt, record bool) (resErr, recErr error) {
-	ends := append(st.touches, st.releases...)
+	ends := st.seal()
 	if st.result == nil && !record && len(ends) == 0 {
 		return nil, nil
 	}

@@ -201,23 +201,26 @@ func (l *redisLocker) releaser(ctx context.Context, p tasks.Project, key string,
 			l.log.WarnContext(ctx, "release project lease", "namespace", p.Namespace, "name", p.Name, "err", err)
 		}
 	}
-	return func() {
-		if st != nil {
-			st.releases = append(st.releases, func(pctx context.Context, pl redis.Pipeliner) func() {
-				done := held.ReleaseIn(pctx, pl)
-				return func() {
-					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-					defer cancel()
-					warn(done(rctx))
-					l.released(key)
-				}
-			})
-			return
+	var once sync.Once
+	inPipeline := func(pctx context.Context, pl redis.Pipeliner) func() {
+		done := held.ReleaseIn(pctx, pl)
+		return func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			warn(done(rctx))
+			l.released(key)
 		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		warn(held.Release(rctx))
-		l.released(key)
+	}
+	return func() {
+		once.Do(func() {
+			if st != nil && st.join(inPipeline, true) {
+				return
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			warn(held.Release(rctx))
+			l.released(key)
+		})
 	}
 }
 

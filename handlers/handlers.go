@@ -328,11 +328,11 @@ func (h *Handlers) touch(ctx context.Context, p tasks.Project) {
 		}
 	}
 	if ts, ok := h.cfg.Store.(pipelineToucher); ok {
-		if st := attemptFrom(ctx); st != nil {
-			st.touches = append(st.touches, func(pctx context.Context, pl redis.Pipeliner) func() {
-				check := ts.TouchIn(pctx, pl, p)
-				return func() { warn(check()) }
-			})
+		st := attemptFrom(ctx)
+		if st != nil && st.join(func(pctx context.Context, pl redis.Pipeliner) func() {
+			check := ts.TouchIn(pctx, pl, p)
+			return func() { warn(check()) }
+		}, false) {
 			return
 		}
 	}
