@@ -193,7 +193,7 @@ func (l *redisLocker) lock(ctx context.Context, p tasks.Project, key string, acq
 }
 
 // releaser returns the release of held: at once, or, with st, queued on
-// the end-of-attempt pipeline (releaseIn) with a retried release should
+// the end-of-attempt pipeline (schema.Held.ReleaseIn) with a retried release should
 // that pipeline fail.
 func (l *redisLocker) releaser(ctx context.Context, p tasks.Project, key string, held *schema.Held, st *attemptState) func() {
 	warn := func(err error) {
