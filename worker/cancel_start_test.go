@@ -208,3 +208,60 @@ func TestLeaseReleasedWhenResultWriteFails(t *testing.T) {
 		t.Fatalf("failed pipelines %d, want 1", fail.failed)
 	}
 }
+
+// ownersLocker is a Locker other than the default: it excludes nothing
+// (one task runs per project here) and
+// records the owner of every Lock.
+type ownersLocker struct {
+	mu     sync.Mutex
+	owners map[string]bool
+}
+
+func (l *ownersLocker) Lock(ctx context.Context, _ tasks.Project, owner string) (context.Context, func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.owners[owner] = true
+	return ctx, func() {}, nil
+}
+
+// TestCancelledBeforeStartWithAnotherLocker: with a Locker of its own (one
+// that cannot check the mark in its lease script) a task marked before it
+// starts still never locks nor runs: the mark is read before the lock.
+func TestCancelledBeforeStartWithAnotherLocker(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	p := proj("cancel-early-locker")
+	locks := &ownersLocker{owners: map[string]bool{}}
+	written, err := b.client.WriteFiles(ctx, tasks.FilesWrite{Project: p, Files: []tasks.File{{Path: "cancelled.txt", Content: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := []*tasks.Enqueued{written[0], b.ok(b.client.RunCommand(ctx, tasks.CommandRun{Project: p, Command: "echo ran >> log.txt"}))}
+	for _, e := range marked {
+		if err := schema.MarkCancelled(ctx, b.rdb, e.ID, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	control, err := b.client.WriteFiles(ctx, tasks.FilesWrite{Project: p, Files: []tasks.File{{Path: "control.txt", Content: "y"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.startWorker(t, func(c *worker.Config) { c.Handlers.Locks = locks })
+	for _, e := range marked {
+		if tf := b.mustFail(t, e); !errors.Is(tf, tasks.ErrCancelled) {
+			t.Errorf("%s marked before start = %+v, want cancelled", e.Type, tf)
+		}
+	}
+	b.mustSucceed(t, control[0], nil)
+	locks.mu.Lock()
+	defer locks.mu.Unlock()
+	for _, e := range marked {
+		if locks.owners[e.ID] {
+			t.Errorf("%s %s locked its project after it was cancelled", e.Type, e.ID)
+		}
+	}
+	if !locks.owners[control[0].ID] {
+		t.Error("the control task never locked: the Locker is not in use")
+	}
+}
