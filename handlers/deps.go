@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,9 +118,9 @@ func clientDaemons(gw *gateway.Client) func(*gateway.Sandbox) Daemon {
 }
 
 // redisLocker is the default Locker: project leases in Redis
-// (schema.Acquire), waited for up to wait. A waiter wakes as soon as a
-// lease this process held is released; a lease held elsewhere is polled
-// for in short jittered steps.
+// (schema.Acquire), waited for up to wait. When this process holds the
+// lease, each release wakes the longest waiter of this process; a lease
+// held elsewhere is polled for in short jittered steps.
 type redisLocker struct {
 	rdb  redis.UniversalClient
 	ttl  time.Duration
@@ -127,20 +128,20 @@ type redisLocker struct {
 	log  *slog.Logger
 
 	mu    sync.Mutex
-	local map[string]*localLease // the leases this process holds, by key
+	local map[string]*localLease // by key: leases held or waited for here
 }
 
-// localLease is a lease this process holds: how many times, and a channel
-// closed at its next release.
+// localLease is a lease this process holds (n times) or waits for: the
+// waiters, in arrival order, each woken by one release.
 type localLease struct {
-	n        int
-	released chan struct{}
+	n       int
+	waiters []chan struct{}
 }
 
 // Polls for a busy lease: 20–60 ms jittered (so that waiters on one project
 // do not poll in lockstep) when another process holds it; when this process
-// holds it the release wakes the waiters, and localPoll only covers a lease
-// that expired.
+// holds it a release wakes a waiter, and localPoll only covers a lease that
+// expired or a wake that went to a waiter that left.
 const (
 	busyPoll   = 20 * time.Millisecond
 	busyJitter = 40 * time.Millisecond
@@ -233,13 +234,14 @@ func (l *redisLocker) took(key string) {
 	}
 	ll := l.local[key]
 	if ll == nil {
-		ll = &localLease{released: make(chan struct{})}
+		ll = &localLease{}
 		l.local[key] = ll
 	}
 	ll.n++
 }
 
-// released wakes the waiters for key after this process released it.
+// released notes that this process released key and wakes its longest
+// waiter here.
 func (l *redisLocker) released(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -247,24 +249,36 @@ func (l *redisLocker) released(key string) {
 	if ll == nil {
 		return
 	}
-	close(ll.released)
-	ll.released = make(chan struct{})
-	if ll.n--; ll.n <= 0 {
+	ll.n--
+	if len(ll.waiters) > 0 {
+		ll.waiters[0] <- struct{}{} // buffered: never blocks
+		ll.waiters = ll.waiters[1:]
+	}
+	l.forget(key, ll)
+}
+
+// forget drops key's entry when nobody here holds or waits for it.
+func (l *redisLocker) forget(key string, ll *localLease) {
+	if ll.n <= 0 && len(ll.waiters) == 0 {
 		delete(l.local, key)
 	}
 }
 
 // pause waits, at most limit, for the next chance to take the busy lease key:
-// its release by this process, or the next poll. It reports false if ctx
+// a release by this process, or the next poll. It reports false if ctx
 // ended.
 func (l *redisLocker) pause(ctx context.Context, key string, limit time.Duration) bool {
 	d := busyPoll + time.Duration(rand.Int64N(int64(busyJitter)))
-	var wake <-chan struct{}
+	var wake chan struct{}
 	l.mu.Lock()
-	if ll := l.local[key]; ll != nil {
-		d, wake = localPoll, ll.released
+	if ll := l.local[key]; ll != nil && ll.n > 0 {
+		d, wake = localPoll, make(chan struct{}, 1)
+		ll.waiters = append(ll.waiters, wake)
 	}
 	l.mu.Unlock()
+	if wake != nil {
+		defer l.unwait(key, wake)
+	}
 	t := time.NewTimer(min(d, limit))
 	defer t.Stop()
 	select {
@@ -274,6 +288,18 @@ func (l *redisLocker) pause(ctx context.Context, key string, limit time.Duration
 	case <-t.C:
 	}
 	return true
+}
+
+// unwait removes a waiter that was not woken.
+func (l *redisLocker) unwait(key string, wake chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ll := l.local[key]
+	if ll == nil {
+		return
+	}
+	ll.waiters = slices.DeleteFunc(ll.waiters, func(w chan struct{}) bool { return w == wake })
+	l.forget(key, ll)
 }
 
 // inspectorResults is the default Results: asynq's task records.

@@ -18,9 +18,9 @@
 // Every mutation of a project runs under the project's lease
 // (sandboxq:{namespace/name}:lease, owner = task id, renewed while held,
 // released by compare-and-delete; see schema.Acquire). A task that cannot
-// take it within Config.LeaseWait returns ErrProjectBusy; while it waits it
-// wakes when this process releases the lease, and polls every 20–60 ms
-// (jittered) for a lease held by another process. The lease is taken
+// take it within Config.LeaseWait returns ErrProjectBusy; while it waits,
+// each release by this process wakes its longest waiter here, and a lease
+// held by another process is polled for every 20–60 ms (jittered). The lease is taken
 // inside the handlers, not by a middleware, because it must cover the
 // gateway calls and not the waiting: server:start and server:restart release
 // it before they wait for the server, so file writes are not blocked while a
