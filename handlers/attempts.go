@@ -75,8 +75,9 @@ func attemptFrom(ctx context.Context) *attemptState {
 // error) in the project's task index (schema.RecordAttempt). The record
 // shares one pipelined round trip with the task's final result, the
 // project's registry touch and the release of the project lease, which
-// the handler hands over instead of writing them itself. Attempts that did not run (project busy, gateway
-// throttled) are not recorded; asynq does not count them either.
+// the handler hands over instead of writing them itself. Attempts that did
+// not run (project busy, gateway throttled) are not recorded; asynq does
+// not count them either.
 func Attempts(rdb redis.UniversalClient, logger *slog.Logger) asynq.MiddlewareFunc {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
