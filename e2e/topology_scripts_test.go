@@ -324,6 +324,21 @@ func exerciseLease(t *testing.T, rdb redis.UniversalClient, p tasks.Project) {
 	if ok, err := schema.ReleaseLease(ctx, rdb, key, "", "a"); !ok || err != nil {
 		t.Fatalf("lease release: %v %v", ok, err)
 	}
+	// A task's lease: cancel mark and lease in one script, released through
+	// a pipeline.
+	must(t, schema.MarkCancelled(ctx, rdb, "cancelled", p))
+	if _, err := schema.AcquireUnlessCancelled(ctx, rdb, p, "cancelled", time.Minute); !errors.Is(err, schema.ErrCancelled) {
+		t.Fatalf("lease of a cancelled task: %v", err)
+	}
+	held, err := schema.AcquireUnlessCancelled(ctx, rdb, p, "task", time.Minute)
+	must(t, err)
+	var after func(context.Context) error
+	_, err = rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		after = held.ReleaseIn(ctx, pl)
+		return nil
+	})
+	must(t, err)
+	must(t, after(ctx))
 }
 
 // exerciseManager claims a sandbox's watcher, lets the lease renew, and

@@ -215,25 +215,50 @@ func (s *Store) upsert(ctx context.Context, p tasks.Project, sandboxID, provider
 	return nil
 }
 
-// Touch sets the project's last_used (and index score) to now. It returns
-// ErrNotFound if the project has no entry.
+// Touch sets the project's last_used (and index score) to now, in one
+// pipelined round trip (TouchIn). It returns ErrNotFound if the project has
+// no entry.
 func (s *Store) Touch(ctx context.Context, p tasks.Project) error {
+	var check func() error
+	_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		check = s.TouchIn(ctx, pl, p)
+		return nil
+	})
+	return check()
+}
+
+// TouchIn queues Touch on pl, so that it can share a round trip with other
+// writes, and returns the function that, once pl ran, gives Touch's
+// result. The index score is refreshed for a member the index has (ZADD
+// XX); should the index miss a registered project, the function adds it
+// in a round trip of its own.
+func (s *Store) TouchIn(ctx context.Context, pl redis.Pipeliner, p tasks.Project) func() error {
 	p, err := checkProject(p)
 	if err != nil {
-		return err
+		return func() error { return err }
 	}
 	now := s.now()
-	n, err := schema.RegistryTouch.Run(ctx, s.rdb, []string{schema.RegistryKey(p)}, ms(now)).Int()
-	if err != nil {
-		return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, err)
+	z := redis.Z{Score: float64(now.UnixMilli()), Member: schema.IndexMember(p)}
+	touched := schema.RegistryTouch.Eval(ctx, pl, []string{schema.RegistryKey(p)}, ms(now))
+	indexed := pl.ZAddArgs(ctx, schema.RegistryIndexKey, redis.ZAddArgs{XX: true, Ch: true, Members: []redis.Z{z}})
+	return func() error {
+		n, err := touched.Int()
+		if err != nil {
+			return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, ErrNotFound)
+		}
+		changed, err := indexed.Result()
+		if err == nil && changed == 0 {
+			// Not in the index (or already at this score): add it.
+			err = s.rdb.ZAdd(ctx, schema.RegistryIndexKey, z).Err()
+		}
+		if err != nil {
+			return fmt.Errorf("events: index %s/%s: %w", p.Namespace, p.Name, err)
+		}
+		return nil
 	}
-	if n == 0 {
-		return fmt.Errorf("events: touch %s/%s: %w", p.Namespace, p.Name, ErrNotFound)
-	}
-	if err := s.rdb.ZAdd(ctx, schema.RegistryIndexKey, redis.Z{Score: float64(now.UnixMilli()), Member: schema.IndexMember(p)}).Err(); err != nil {
-		return fmt.Errorf("events: index %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	return nil
 }
 
 // ServerStatus folds an observation of server slug into the registry. If

@@ -18,7 +18,9 @@
 // Every mutation of a project runs under the project's lease
 // (sandboxq:{namespace/name}:lease, owner = task id, renewed while held,
 // released by compare-and-delete; see schema.Acquire). A task that cannot
-// take it within Config.LeaseWait returns ErrProjectBusy. The lease is taken
+// take it within Config.LeaseWait returns ErrProjectBusy; while it waits,
+// each release by this process wakes its longest waiter here, and a lease
+// held by another process is polled for every 20–60 ms (jittered). The lease is taken
 // inside the handlers, not by a middleware, because it must cover the
 // gateway calls and not the waiting: server:start and server:restart release
 // it before they wait for the server, so file writes are not blocked while a
@@ -27,6 +29,12 @@
 // tasks.ProjectOf): a chunk waiting for a busy project holds only its
 // encoded payload, so the chunks of one large file set cost one decoded
 // chunk at a time, not all of them at once.
+//
+// For the types whose handler takes the lease before it changes anything
+// (files:write, command:run, env:update, server:stop, sandbox:ensure,
+// sandbox:destroy) the start check of the cancel mark (Cancellation) is
+// made by the script that takes the lease (schema.AcquireUnlessCancelled):
+// a marked task takes no lease and ends cancelled, at no extra round trip.
 //
 // # Idempotency and checkpoints
 //
@@ -103,11 +111,15 @@
 // final result through asynq's ResultWriter when Attempts runs it: it
 // hands the result over, and Attempts writes it (HSET of the task's
 // "result", as the ResultWriter does) in one pipeline with the attempt
-// record. Progress written while the task runs still goes through the
-// ResultWriter. The same pipeline announces the end of the attempt on
-// schema.TaskDoneChannel, which tasks.Client.Wait listens to; a task
-// without a project gets the notice alone, and an attempt turned away
-// (busy project, throttled gateway) none, as it cannot end the task.
+// record. The registry touch (events.Store.TouchIn) and, for the types
+// above, the release of the project lease (schema.Held.ReleaseIn) join
+// that pipeline, the release last; a release whose pipeline failed is
+// retried on its own, as schema.Held.Release does. Progress written while
+// the task runs still goes through the ResultWriter. The same pipeline
+// announces the end of the attempt on schema.TaskDoneChannel, which
+// tasks.Client.Wait listens to; a task without a project gets the notice
+// alone, and an attempt turned away (busy project, throttled gateway)
+// none, as it cannot end the task.
 //
 // # Tracing and the shared rate limit
 //

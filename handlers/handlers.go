@@ -296,10 +296,22 @@ func (h *Handlers) leaseFirst(ctx context.Context, raw *asynq.Task, owner string
 
 // lock takes the project's lease for owner through Config.Locks, in a
 // span of its own. The returned context is cancelled if the lease is lost;
-// release must be called.
+// release must be called. The first lock of a task whose cancel mark
+// Cancellation left unchecked (a leaseFirst type) checks it: the default
+// Locker in the script that takes the lease, and hands the release to the
+// end-of-attempt pipeline (Attempts); another Locker after a read of the
+// mark. A marked task gets ErrCancelled and no lease.
 func (h *Handlers) lock(ctx context.Context, p tasks.Project, owner string) (_ context.Context, _ func(), err error) {
 	span := leaseWaitSpan(ctx, p)
 	defer func() { endLeaseWait(span, err) }()
+	if sc := takeStartCheck(ctx); sc != nil {
+		if rl, ok := h.cfg.Locks.(*redisLocker); ok && sc.id == owner {
+			return rl.lockTask(ctx, p, owner, attemptFrom(ctx))
+		}
+		if sc.c.marked(ctx, sc.id) {
+			return nil, nil, ErrCancelled
+		}
+	}
 	return h.cfg.Locks.Lock(ctx, p, owner)
 }
 
@@ -353,9 +365,28 @@ func boolOr(p *bool, def bool) bool {
 
 // touch records that the project was used now. A project the registry does
 // not know (its sandbox was never ensured through sandboxq) is left alone.
+// When Attempts runs the task and the Store can queue the touch on a
+// pipeline (events.Store.TouchIn), it joins the end-of-attempt pipeline.
 func (h *Handlers) touch(ctx context.Context, p tasks.Project) {
-	err := h.cfg.Store.Touch(ctx, p)
-	if err != nil && !errors.Is(err, events.ErrNotFound) {
-		h.log.WarnContext(ctx, "record last use", "namespace", p.Namespace, "name", p.Name, "err", err)
+	warn := func(err error) {
+		if err != nil && !errors.Is(err, events.ErrNotFound) {
+			h.log.WarnContext(ctx, "record last use", "namespace", p.Namespace, "name", p.Name, "err", err)
+		}
 	}
+	if ts, ok := h.cfg.Store.(pipelineToucher); ok {
+		st := attemptFrom(ctx)
+		if st != nil && st.join(func(pctx context.Context, pl redis.Pipeliner) func() {
+			check := ts.TouchIn(pctx, pl, p)
+			return func() { warn(check()) }
+		}, false) {
+			return
+		}
+	}
+	warn(h.cfg.Store.Touch(ctx, p))
+}
+
+// pipelineToucher is a Store that can queue a touch on a pipeline
+// (*events.Store).
+type pipelineToucher interface {
+	TouchIn(ctx context.Context, pl redis.Pipeliner, p tasks.Project) func() error
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -104,7 +105,10 @@ func Logging(logger *slog.Logger) asynq.MiddlewareFunc {
 // tasks running in this process every Interval), cancels the handler's own
 // context and ends the task with ErrCancelled, which archives it with the
 // reason "cancelled". A task whose mark is set before it starts does not
-// start at all.
+// start at all: Cancellation checks the mark first, except for the types
+// whose handler takes the project lease before any change (leaseFirst),
+// where the default Locker checks it in the script that takes the lease,
+// saving a round trip (another Locker gets the check made before it).
 type Cancellation struct {
 	rdb      redis.UniversalClient
 	interval time.Duration
@@ -133,7 +137,9 @@ func (c *Cancellation) Middleware(next asynq.Handler) asynq.Handler {
 		if id == "" {
 			return next.ProcessTask(ctx, t)
 		}
-		if c.marked(ctx, id) {
+		if leaseFirst[t.Type()] {
+			ctx = context.WithValue(ctx, startCheckKey{}, &startCheck{id: id, c: c})
+		} else if c.marked(ctx, id) {
 			return ErrCancelled
 		}
 		hctx, cancel := context.WithCancelCause(ctx)
@@ -199,4 +205,34 @@ func (c *Cancellation) marked(ctx context.Context, id string) bool {
 	defer cancel()
 	ok, err := schema.IsCancelled(ctx, c.rdb, id)
 	return err == nil && ok
+}
+
+// leaseFirst are the task types whose handler takes the project lease
+// (owner the task id) before it changes anything, and holds it to its end.
+var leaseFirst = map[string]bool{
+	tasks.TypeSandboxEnsure:  true,
+	tasks.TypeSandboxDestroy: true,
+	tasks.TypeFilesWrite:     true,
+	tasks.TypeServerStop:     true,
+	tasks.TypeCommandRun:     true,
+	tasks.TypeEnvUpdate:      true,
+}
+
+// startCheck is the check of a task's cancel mark that Cancellation leaves
+// to the task's first lock (Handlers.lock).
+type startCheck struct {
+	id    string
+	c     *Cancellation
+	taken atomic.Bool
+}
+
+type startCheckKey struct{}
+
+// takeStartCheck returns the pending start check in ctx, once.
+func takeStartCheck(ctx context.Context) *startCheck {
+	sc, _ := ctx.Value(startCheckKey{}).(*startCheck)
+	if sc == nil || sc.taken.Swap(true) {
+		return nil
+	}
+	return sc
 }

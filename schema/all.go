@@ -21,6 +21,7 @@ func AllScripts() []Script {
 	return []Script{
 		{"CompareAndSet", casScript, "one string key (DedupKey or IdempotencyKey)"},
 		{"AcquireLease", leaseAcquire, "LeaseKey; or WatcherKey and RegistryKey of one project"},
+		{"AcquireUnlessCancelled", leaseAcquireTask, "LeaseKey, ProjectCancelKey of one project"},
 		{"RenewLease", leaseRenew, "LeaseKey or WatcherKey"},
 		{"ReleaseLease", leaseRelease, "LeaseKey; or WatcherKey and RegistryKey of one project"},
 		{"RegistryUpsert", RegistryUpsert, "RegistryKey, EventsKey of one project"},

@@ -4,12 +4,24 @@ import (
 	"context"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sandboxq/sandboxq"
 )
 
 // MarkCancelled sets the cancel mark of task id (CancelKey, lifetime
-// CancelMarkTTL).
-func MarkCancelled(ctx context.Context, rdb redis.UniversalClient, id string) error {
-	return rdb.Set(ctx, CancelKey(id), "1", CancelMarkTTL).Err()
+// CancelMarkTTL) and, for a task of project p (p.Name not empty), the copy
+// in the project's slot (ProjectCancelKey) that the project lease checks,
+// both in one pipelined round trip.
+func MarkCancelled(ctx context.Context, rdb redis.UniversalClient, id string, p sandboxq.Project) error {
+	if p.Name == "" {
+		return rdb.Set(ctx, CancelKey(id), "1", CancelMarkTTL).Err()
+	}
+	_, err := rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		pl.Set(ctx, ProjectCancelKey(p, id), "1", CancelMarkTTL)
+		pl.Set(ctx, CancelKey(id), "1", CancelMarkTTL)
+		return nil
+	})
+	return err
 }
 
 // IsCancelled reports whether task id has a cancel mark. Handlers check it

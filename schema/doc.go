@@ -72,6 +72,10 @@
 //	    tasks.Client.Cancel; heard by tasks.Client.Wait.
 //	sandboxq:cancel:<task id> (CancelKey) — string "1" — CancelMarkTTL,
 //	    7 days — tasks.Client.Cancel (MarkCancelled); read by handlers.
+//	sandboxq:{ns/name}:cancel:<task id> (ProjectCancelKey) — string "1" —
+//	    the same mark of a project's task, in the project's slot, written
+//	    with CancelKey — CancelMarkTTL — MarkCancelled; read by
+//	    AcquireUnlessCancelled.
 //	sandboxq:api:idempotency:<sha256> (IdempotencyKey) — string — JSON
 //	    {"state":"pending"|"done","owner","request","status","body"} —
 //	    30 s while pending, then api.Config.IdempotencyTTL (default 24 h) —
@@ -134,11 +138,15 @@
 // absent key has the value "", so old "" creates only a missing key); the
 // lease family AcquireLease, RenewLease, ReleaseLease (project leases and
 // watcher leases alike: compare the owner, then extend or delete; a watcher
-// lease also records its owner in the registry), with pipelined batch forms
+// lease also records its owner in the registry) and AcquireUnlessCancelled
+// (a task's project lease, refused when ProjectCancelKey exists; its
+// release can ride in a pipeline, Held.ReleaseIn, sent with EVAL), with
+// pipelined batch forms
 // AcquireLeases, RenewLeases, ReleaseLeases that reload the scripts after a
 // NOSCRIPT; the registry scripts RegistryUpsert, RegistryServer,
 // RegistrySandbox (each compares with the registry, appends to the stream,
-// publishes and records last_event in one step) and RegistryTouch; the
+// publishes and records last_event in one step) and RegistryTouch (sent
+// with EVAL in a pipeline with the index's ZADD XX); the
 // scheduler's AdvanceSlot and FinishSlot; the rate limit's RatePause; the
 // task index's IndexTaskScript and RecordAttemptScript (sent with EVAL, so
 // they can ride in a pipeline with other commands without a NOSCRIPT

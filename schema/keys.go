@@ -87,6 +87,12 @@ func LeaseKey(p sandboxq.Project) string { return projectKey(p, "lease") }
 // exists (value "1") once the task was cancelled (MarkCancelled).
 func CancelKey(id string) string { return Prefix + "cancel:" + id }
 
+// ProjectCancelKey is the cancel mark of a project's task in the project's
+// slot: "sandboxq:{ns/name}:cancel:<task id>". MarkCancelled sets it with
+// CancelKey, so that AcquireUnlessCancelled can check the mark and take the
+// project lease in one script.
+func ProjectCancelKey(p sandboxq.Project, id string) string { return projectKey(p, "cancel:"+id) }
+
 // EventField is the one field of every stream entry: the event's JSON
 // (without its id, which is the entry id).
 const EventField = "event"

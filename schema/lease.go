@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sandboxq/sandboxq"
 	"github.com/sandboxq/sandboxq/internal/backoff"
 )
 
@@ -62,6 +63,19 @@ var leaseRelease = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if KEYS[2] and redis.call('HGET', KEYS[2], 'watcher') == ARGV[1] then redis.call('HSET', KEYS[2], 'watcher', '') end
+  return 1
+end
+return 0`)
+
+// leaseAcquireTask takes (or keeps) a project lease for a task unless the
+// task is cancelled. KEYS lease, ProjectCancelKey of the task; ARGV owner,
+// ttl ms. Returns -1 (and takes nothing) if the cancel mark exists, 1 if
+// held, 0 if another owner holds the lease.
+var leaseAcquireTask = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0`)
@@ -219,6 +233,10 @@ func TryAcquire(ctx context.Context, rdb redis.UniversalClient, key, owner strin
 	return nil
 }
 
+// ErrCancelled is returned by AcquireUnlessCancelled when the task has a
+// cancel mark.
+var ErrCancelled = errors.New("lease: task cancelled")
+
 // Held is a lease kept alive in the background until Release or loss.
 type Held struct {
 	rdb   redis.UniversalClient
@@ -226,10 +244,11 @@ type Held struct {
 	owner string
 	ttl   time.Duration
 
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	done   chan struct{}
-	once   sync.Once
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	done     chan struct{}
+	stopOnce sync.Once
+	once     sync.Once
 }
 
 // Acquire takes the lease (see TryAcquire) and keeps it alive until Release
@@ -239,10 +258,39 @@ func Acquire(parent context.Context, rdb redis.UniversalClient, key, owner strin
 	if err := TryAcquire(parent, rdb, key, owner, ttl); err != nil {
 		return nil, err
 	}
+	return hold(parent, rdb, key, owner, ttl), nil
+}
+
+// AcquireUnlessCancelled is Acquire of project p's lease (LeaseKey) by task
+// id, which also checks the task's cancel mark (ProjectCancelKey) in the
+// same script and round trip: a marked task gets ErrCancelled and takes
+// nothing; a lease held by another task gives ErrHeld.
+func AcquireUnlessCancelled(parent context.Context, rdb redis.UniversalClient, p sandboxq.Project, id string, ttl time.Duration) (*Held, error) {
+	if id == "" {
+		return nil, errors.New("lease: empty owner")
+	}
+	if ttl < time.Millisecond {
+		return nil, fmt.Errorf("lease: ttl %v is below 1ms", ttl)
+	}
+	key := LeaseKey(p)
+	n, err := leaseAcquireTask.Run(parent, rdb, []string{key, ProjectCancelKey(p, id)}, id, ttl.Milliseconds()).Int()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("lease: acquire %s: %w", key, err)
+	case n < 0:
+		return nil, ErrCancelled
+	case n == 0:
+		return nil, ErrHeld
+	}
+	return hold(parent, rdb, key, id, ttl), nil
+}
+
+// hold starts keeping a lease just taken alive.
+func hold(parent context.Context, rdb redis.UniversalClient, key, owner string, ttl time.Duration) *Held {
 	ctx, cancel := context.WithCancelCause(parent)
 	h := &Held{rdb: rdb, key: key, owner: owner, ttl: ttl, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go h.keepAlive()
-	return h, nil
+	return h
 }
 
 // Context is cancelled when the lease is lost (cause ErrLost), released, or
@@ -288,13 +336,35 @@ func (h *Held) keepAlive() {
 // Release stops renewing and deletes the lease if it is still ours. It is
 // safe to call more than once; ctx bounds the Redis call.
 func (h *Held) Release(ctx context.Context) error {
+	h.stop()
 	var err error
-	h.once.Do(func() {
+	h.once.Do(func() { err = h.release(ctx) })
+	return err
+}
+
+// stop ends the renewals and waits for them to end.
+func (h *Held) stop() {
+	h.stopOnce.Do(func() {
 		h.cancel(context.Canceled)
 		<-h.done
-		err = h.release(ctx)
 	})
-	return err
+}
+
+// ReleaseIn stops renewing and queues the release (the compare-and-delete,
+// sent as EVAL so that it needs no NOSCRIPT reload) on pl, so that it
+// shares a round trip with other writes. After pl has run, call the
+// returned function: if the queued release failed it releases with
+// retries, as Release does, bounded by ctx; it returns the error left.
+func (h *Held) ReleaseIn(ctx context.Context, pl redis.Pipeliner) func(ctx context.Context) error {
+	h.stop()
+	cmd := leaseRelease.Eval(ctx, pl, []string{h.key}, h.owner)
+	return func(ctx context.Context) error {
+		if cmd.Err() == nil && cmd.Val() != nil { // ran: released, or not ours
+			h.once.Do(func() {})
+			return nil
+		}
+		return h.Release(ctx)
+	}
 }
 
 // release deletes the lease if it is still ours, retrying a failed delete

@@ -70,7 +70,8 @@
 // # Redis keys
 //
 // Besides asynq's own keys, the Client uses the dedup keys
-// (schema.DedupKey), the cancel marks (schema.CancelKey), the per-project
+// (schema.DedupKey), the cancel marks (schema.CancelKey and, for a
+// project's task, schema.ProjectCancelKey), the per-project
 // task index (schema.TasksKey, TaskInfoKey: every task Enqueue creates for
 // a project, in one round trip, or none extra for a deduplicated type
 // whose index record shares the dedup record's pipeline; ProjectTasks,
@@ -129,8 +130,8 @@
 // handler's context and sends the task to retry, so Cancel first sets the
 // cancel mark (schema.CancelMarkTTL, 7 days), then archives a waiting task, or
 // signals a running one and archives it once asynq has moved it to retry.
-// Handlers check schema.IsCancelled when a task starts and when their
-// context is cancelled and end the task with asynq.SkipRetry, so a task
+// Handlers check the mark when a task starts (for most types in the script
+// that takes the project lease) and when their context is cancelled and end the task with asynq.SkipRetry, so a task
 // whose worker
 // missed the signal still stops at its next attempt. An archived task with
 // a cancel mark reports Cancelled in Status, Wait and TaskFailedError

@@ -240,7 +240,8 @@ func nextQuick(quick time.Duration, heard bool, state string, poll time.Duration
 // own check of the cancel mark before it signals through asynq.
 const cancelSignalAfter = 2 * time.Second
 
-// Cancel stops a task for good. It sets the task's cancel mark (CancelKey),
+// Cancel stops a task for good. It sets the task's cancel mark
+// (schema.MarkCancelled),
 // then archives the task if it is waiting (pending, scheduled, retrying).
 // If it is running, a sandboxq worker sees the mark, cancels the handler and
 // archives the task with the error "cancelled"; should the task still run
@@ -261,7 +262,8 @@ func (c *Client) Cancel(ctx context.Context, queue, id string) error {
 	if ended, err := c.endedBeforeCancel(ctx, info, id); ended {
 		return err
 	}
-	if err := schema.MarkCancelled(ctx, c.rdb, id); err != nil {
+	p, _ := ProjectOf(asynq.NewTaskWithHeaders(info.Type, info.Payload, info.Headers))
+	if err := schema.MarkCancelled(ctx, c.rdb, id, p); err != nil {
 		return fmt.Errorf("cancel task %s: set mark: %w", id, err)
 	}
 	return c.stopMarked(ctx, queue, id, info)
