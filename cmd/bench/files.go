@@ -70,6 +70,12 @@ func (e *env) filesRun(ctx context.Context, m int, viaSandboxq bool) (float64, f
 	srvClient := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: rdb.Options().DB, PoolSize: 64})
 	srvClient.AddHook(hook)
 	defer srvClient.Close()
+	// Both sides get the same queue, filled by each side's producer before
+	// its server starts; the clock runs from the start to the last task.
+	if err := enqueueFiles(ctx, rdb, m, prefix, viaSandboxq); err != nil {
+		return 0, 0, err
+	}
+	rt0, start := hook.n.Load(), time.Now()
 	var stop func()
 	if viaSandboxq {
 		_, stop, err = startWorker(worker.Config{Redis: srvClient, Gateway: gw, Concurrency: fileConcurrency})
@@ -80,7 +86,10 @@ func (e *env) filesRun(ctx context.Context, m int, viaSandboxq bool) (float64, f
 		return 0, 0, err
 	}
 	defer stop()
-	return enqueueAndDrain(ctx, rdb, m, prefix, hook)
+	if err := drain(rdb, m); err != nil {
+		return 0, 0, err
+	}
+	return float64(m) / time.Since(start).Seconds(), float64(hook.n.Load()-rt0) / float64(m), nil
 }
 
 // startBare serves files:write with a plain asynq handler: decode, one
@@ -106,42 +115,52 @@ func startBare(rdb *redis.Client, daemons map[string]*gateway.Daemon) (func(), e
 	return srv.Shutdown, nil
 }
 
-func enqueueAndDrain(ctx context.Context, rdb *redis.Client, m int, prefix string, hook *countHook) (float64, float64, error) {
-	payloads := make([]*asynq.Task, m)
-	for i := range payloads {
-		t, err := tasks.New(tasks.FilesWrite{Project: tasks.Project{Namespace: benchNS, Name: fmt.Sprintf("%s-%d", prefix, i%fileProjects)},
-			Files: []tasks.File{{Path: fmt.Sprintf("f/%d.txt", i), Content: "hello"}}})
-		if err != nil {
-			return 0, 0, err
-		}
-		payloads[i] = t
-	}
+// enqueueFiles enqueues m files:write tasks as each side's producers do:
+// sandboxq's through tasks.Client (which records each in its project's
+// index and wakes an idle worker), the baseline's with a bare asynq client.
+func enqueueFiles(ctx context.Context, rdb *redis.Client, m int, prefix string, viaSandboxq bool) error {
+	client := tasks.NewClient(rdb)
+	defer client.Close()
 	raw := asynq.NewClientFromRedisClient(rdb)
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	rt0 := hook.n.Load()
-	start := time.Now()
-	for _, t := range payloads {
+	for i := range m {
+		p := tasks.FilesWrite{Project: tasks.Project{Namespace: benchNS, Name: fmt.Sprintf("%s-%d", prefix, i%fileProjects)},
+			Files: []tasks.File{{Path: fmt.Sprintf("f/%d.txt", i), Content: "hello"}}}
+		if viaSandboxq {
+			if _, err := client.Enqueue(ctx, p); err != nil {
+				return err
+			}
+			continue
+		}
+		t, err := tasks.New(p)
+		if err != nil {
+			return err
+		}
 		if _, err := raw.Enqueue(t); err != nil {
-			return 0, 0, err
+			return err
 		}
 	}
+	return nil
+}
+
+// drain waits until m tasks of the default queue were processed and none
+// is left, and fails on any retry or archived task.
+func drain(rdb *redis.Client, m int) error {
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		q, err := insp.GetQueueInfo(tasks.QueueDefault)
 		if err != nil {
-			return 0, 0, err
+			return err
 		}
 		if q.Archived > 0 || q.Retry > 0 {
-			return 0, 0, fmt.Errorf("files:write: %d tasks archived, %d retrying", q.Archived, q.Retry)
+			return fmt.Errorf("files:write: %d tasks archived, %d retrying", q.Archived, q.Retry)
 		}
 		if q.Processed >= m && q.Pending == 0 && q.Active == 0 {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("files:write: %d of %d done after 2m", q.Processed, m)
+			return fmt.Errorf("files:write: %d of %d done after 2m", q.Processed, m)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	elapsed := time.Since(start)
-	return float64(m) / elapsed.Seconds(), float64(hook.n.Load()-rt0) / float64(m), nil
 }
