@@ -210,9 +210,10 @@ func TestCreatingPoll_GivesUp(t *testing.T) {
 	if elapsed := time.Since(start); elapsed < 60*time.Millisecond {
 		t.Errorf("gave up after %v, before the 60ms total", elapsed)
 	}
-	// 1, 1.5, 2.25, 3.375, 5, 5, … ms: at least a handful of re-POSTs.
-	if n := calls.Load(); n < 4 {
-		t.Errorf("only %d POSTs before giving up", n)
+	// 1, 1.5, 2.25, 3.375, 5, 5, … ms between POSTs; how many fit in the
+	// 60 ms depends on the machine's load, but it must have asked again.
+	if n := calls.Load(); n < 2 {
+		t.Errorf("only %d POSTs before giving up: the creating sandbox was not polled", n)
 	}
 }
 
