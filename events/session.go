@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -56,7 +58,7 @@ func (w *watcher) wsLoop(ctx context.Context, d *gateway.Daemon) {
 	w.redial(ctx, "daemon websocket", func() (bool, error) {
 		connected, err := w.wsOnce(ctx, d)
 		if gateway.IsStaleSandbox(err) && ctx.Err() == nil {
-			notify(w.refind)
+			w.askRefind()
 			return connected, errStale
 		}
 		return connected, err
@@ -89,19 +91,16 @@ func (w *watcher) redial(ctx context.Context, what string, once func() (connecte
 	}
 }
 
-// wsOnce dials, starts and subscribes to signals, then reads until the
-// connection fails. connected reports whether it got as far as reading.
+// wsOnce dials, subscribes to signals and starts them, then reads until
+// the connection fails. connected reports whether it got as far as
+// reading. The subscription is sent before the signal service is started
+// and the resync poll follows both, so a signal sent after that poll's
+// answer reaches this connection.
 func (w *watcher) wsOnce(ctx context.Context, d *gateway.Daemon) (connected bool, err error) {
 	if !w.m.acquire(ctx) {
 		return false, ctx.Err()
 	}
-	conn, err := d.DialWS(ctx)
-	if err == nil {
-		_, err = d.StartSignals(ctx)
-		if err != nil {
-			_ = conn.Close()
-		}
-	}
+	conn, err := w.wsOpen(ctx, d)
 	w.m.releaseSlot()
 	if err != nil {
 		return false, err
@@ -110,25 +109,42 @@ func (w *watcher) wsOnce(ctx context.Context, d *gateway.Daemon) (connected bool
 	stopClose := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stopClose()
 
-	ping := w.m.cfg.PingInterval
-	conn.SetReadLimit(1 << 20)
-	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(2 * ping)) }
-	extend()
-	conn.SetPongHandler(func(string) error { extend(); return nil })
-	sub, _ := json.Marshal(gateway.WSMessage{Type: "subscribe", Channel: "signals"})
-	_ = conn.SetWriteDeadline(time.Now().Add(ping))
-	if err := conn.WriteMessage(websocket.TextMessage, sub); err != nil {
-		return false, fmt.Errorf("subscribe to signals: %w", err)
-	}
+	w.setWS(true)
+	defer w.setWS(false)
 	w.resync()
 	if h := w.m.hooks.connected; h != nil {
 		h(w.member, "ws")
 	}
+	ping := w.m.cfg.PingInterval
+	var lastRead atomic.Int64 // unix ns of the newest frame read
+	extend := func() {
+		now := time.Now()
+		lastRead.Store(now.UnixNano())
+		_ = conn.SetReadDeadline(now.Add(2 * ping))
+	}
+	extend()
+	conn.SetPongHandler(func(string) error { extend(); return nil })
+	conn.SetPingHandler(func(data string) error {
+		extend()
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(ping))
+		if err == nil || errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return nil
+		}
+		return err
+	})
+	// A ping only when nothing arrived for a whole interval: a daemon that
+	// pings, or talks, keeps the connection proven alive on its own.
 	defer every(ping, func() error {
+		if time.Since(time.Unix(0, lastRead.Load())) < ping {
+			return nil
+		}
 		return conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ping))
 	}, func() { _ = conn.Close() })()
 	for {
-		typ, data, err := conn.ReadMessage()
+		typ, r, err := conn.NextReader()
 		if err != nil {
 			return true, err
 		}
@@ -136,17 +152,48 @@ func (w *watcher) wsOnce(ctx context.Context, d *gateway.Daemon) (connected bool
 		if typ != websocket.TextMessage {
 			continue
 		}
-		var msg gateway.WSMessage
-		if json.Unmarshal(data, &msg) != nil {
-			continue
-		}
-		if msg.Type == "signal" {
+		if isSignal(r) {
 			w.signal()
 			if h := w.m.hooks.signal; h != nil {
 				h(w.member)
 			}
 		}
 	}
+}
+
+// wsOpen dials the daemon WebSocket, subscribes to signals and starts
+// the signal service.
+func (w *watcher) wsOpen(ctx context.Context, d *gateway.Daemon) (*websocket.Conn, error) {
+	conn, err := d.DialWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadLimit(1 << 20)
+	_ = conn.SetWriteDeadline(time.Now().Add(w.m.cfg.PingInterval))
+	if err := conn.WriteMessage(websocket.TextMessage, subscribeSignals); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("subscribe to signals: %w", err)
+	}
+	if _, err := d.StartSignals(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// subscribeSignals is the subscribe message of the signals channel.
+var subscribeSignals = func() []byte {
+	b, _ := json.Marshal(gateway.WSMessage{Type: "subscribe", Channel: "signals"})
+	return b
+}()
+
+// isSignal reports whether a text message is a signal; it reads the
+// message (at most the read limit) and decodes only its type.
+func isSignal(r io.Reader) bool {
+	var msg struct {
+		Type string `json:"type"`
+	}
+	return json.NewDecoder(r).Decode(&msg) == nil && msg.Type == "signal"
 }
 
 // eventsLoop keeps a subscription to the events service, reconnecting with
