@@ -124,6 +124,7 @@ func cpuTime() time.Duration {
 
 type memSample struct {
 	heap, rss  int64
+	stack      int64
 	goroutines int
 }
 
@@ -132,7 +133,7 @@ func sampleMem() memSample {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSample{heap: int64(ms.HeapInuse + ms.StackInuse), rss: rss(), goroutines: runtime.NumGoroutine()}
+	return memSample{heap: int64(ms.HeapInuse + ms.StackInuse), stack: int64(ms.StackInuse), rss: rss(), goroutines: runtime.NumGoroutine()}
 }
 
 // BenchmarkManagerIdle measures one Manager holding n watched sandboxes of
@@ -241,6 +242,7 @@ func benchIdle(b *testing.B, n int, withEvents bool) {
 	}
 	b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/watcher")
 	b.ReportMetric(float64(after.rss-before.rss)/float64(n), "rss-B/watcher")
+	b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/watcher")
 	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/watcher")
 	b.ReportMetric(cpu, "cpu-%")
 	b.ReportMetric(0, "ns/op")
