@@ -230,6 +230,12 @@ func benchIdle(b *testing.B, n int, withEvents bool) {
 	// a full slow-poll cycle and several lease renewals.
 	time.Sleep(5 * time.Second)
 	const window = 30 * time.Second
+	if f := os.Getenv("EVENTS_BENCH_CPUPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil && pprof.StartCPUProfile(out) == nil {
+			defer out.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	c0, t0 := cpuTime(), time.Now()
 	time.Sleep(window)
 	cpu := float64(cpuTime()-c0) / float64(time.Since(t0)) * 100

@@ -249,6 +249,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	for _, w := range all {
+		w.end()
+	}
+	for _, w := range all {
 		<-w.done
 	}
 	m.bg.Wait()
@@ -377,7 +380,7 @@ func (m *Manager) stop(p tasks.Project, release bool) {
 	if w == nil {
 		return
 	}
-	w.cancel()
+	w.end()
 	<-w.done
 	if release {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -29,11 +29,41 @@ type session struct {
 	sandboxID string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+
+	mu   sync.Mutex
+	conn *websocket.Conn // the daemon WebSocket while it is read
 }
 
 func (s *session) stop() {
 	s.cancel()
+	s.mu.Lock()
+	if s.conn != nil {
+		_ = s.conn.Close() // ends its reader
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// hold makes conn the session's WebSocket, which stop closes; it closes
+// conn and returns false when the session is stopping already.
+func (s *session) hold(ctx context.Context, conn *websocket.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ctx.Err() != nil {
+		_ = conn.Close()
+		return false
+	}
+	s.conn = conn
+	return true
+}
+
+func (s *session) release(conn *websocket.Conn) {
+	s.mu.Lock()
+	if s.conn == conn {
+		s.conn = nil
+	}
+	s.mu.Unlock()
+	_ = conn.Close()
 }
 
 // lived is how long a connection must last for its reconnect backoff to
@@ -66,22 +96,24 @@ func (w *watcher) wsDial(ctx context.Context, s *session, n int) {
 	conn, err := w.wsOpen(ctx, s.daemon)
 	w.m.releaseSlot()
 	switch {
-	case ctx.Err() != nil:
-		if conn != nil {
-			_ = conn.Close()
+	case err == nil:
+		if !s.hold(ctx, conn) {
+			return
 		}
+	case ctx.Err() != nil:
 		return
 	case gateway.IsStaleSandbox(err):
 		w.askRefind()
 		return
-	case err != nil:
+	default:
 		w.m.log.Debug("daemon websocket", "project", w.member, "err", err, "attempt", n)
 		w.wsRetry(ctx, s, n+1)
 		return
 	}
 	s.wg.Go(func() {
 		start := time.Now()
-		err := w.wsRead(ctx, conn)
+		err := w.wsRead(conn)
+		s.release(conn)
 		if ctx.Err() != nil {
 			return
 		}
@@ -140,10 +172,7 @@ func (w *watcher) redial(ctx context.Context, what string, once func() (connecte
 // the watcher. The subscription was sent before the signal service was
 // started, and the resync poll follows both, so a signal sent after that
 // poll's answer reaches this connection.
-func (w *watcher) wsRead(ctx context.Context, conn *websocket.Conn) error {
-	defer conn.Close()
-	stopClose := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stopClose()
+func (w *watcher) wsRead(conn *websocket.Conn) error {
 	w.setWS(true)
 	defer w.setWS(false)
 	w.resync()
@@ -154,7 +183,8 @@ func (w *watcher) wsRead(ctx context.Context, conn *websocket.Conn) error {
 	k.extend()
 	conn.SetPongHandler(k.pong)
 	conn.SetPingHandler(k.answer)
-	defer every(k.ping, k.pingIfSilent, func() { _ = conn.Close() })()
+	k.start()
+	defer k.stop()
 	for {
 		typ, r, err := conn.NextReader()
 		if err != nil {
@@ -178,6 +208,37 @@ type keepAlive struct {
 	conn     *websocket.Conn
 	ping     time.Duration
 	lastRead atomic.Int64 // unix ns of the newest frame read
+
+	mu      sync.Mutex
+	timer   *time.Timer // the next check, no goroutine while it waits
+	stopped bool
+}
+
+func (k *keepAlive) start() {
+	k.mu.Lock()
+	k.timer = time.AfterFunc(k.ping, k.tick)
+	k.mu.Unlock()
+}
+
+func (k *keepAlive) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.timer.Stop()
+	k.mu.Unlock()
+}
+
+// tick pings if the connection was silent, and closes it if the ping
+// cannot be written.
+func (k *keepAlive) tick() {
+	if err := k.pingIfSilent(); err != nil {
+		_ = k.conn.Close()
+		return
+	}
+	k.mu.Lock()
+	if !k.stopped {
+		k.timer.Reset(k.ping)
+	}
+	k.mu.Unlock()
 }
 
 func (k *keepAlive) extend() {

@@ -75,12 +75,15 @@ func newWatcher(m *Manager, parent context.Context, p tasks.Project) *watcher {
 	w := &watcher{
 		m: m, p: p, member: schema.IndexMember(p), ctx: ctx, cancel: cancel,
 		done:    make(chan struct{}),
-		servers: map[string]serverSeen{},
 		pollDue: true,
 	}
-	// The end is a wake-up too: the step it starts closes the session.
-	context.AfterFunc(ctx, w.resync)
 	return w
+}
+
+// end stops the watcher; its done closes once the session is closed.
+func (w *watcher) end() {
+	w.cancel()
+	w.resync() // the step it starts ends the watcher
 }
 
 // resync makes the watcher poll at once (after a claim or a reconnect).
@@ -155,6 +158,9 @@ func (w *watcher) noteLocked(slug, status string, now time.Time) {
 	}
 	if cur, ok := w.servers[slug]; ok && cur.status == status {
 		return
+	}
+	if w.servers == nil {
+		w.servers = map[string]serverSeen{}
 	}
 	w.servers[slug] = serverSeen{status: status, since: now}
 }
