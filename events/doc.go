@@ -65,7 +65,7 @@
 //     restarting, or running for less than SettleAfter (5 min) without
 //     being ready, and while someone waits; otherwise, while the daemon
 //     WebSocket is subscribed (its signals are the source), only a
-//     reconcile every ReconcileInterval (10 min, ±50 %), and while it is
+//     reconcile every ReconcileInterval (15 min, ±50 %), and while it is
 //     not, SlowPoll (30 s, ±10 %); at once after a signal, an events line,
 //     a (re)connection, a claim and an Expedite. The socket subscribes to
 //     "signals" before it starts the signal service, and the poll after

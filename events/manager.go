@@ -26,7 +26,7 @@ const (
 	DefaultClaimInterval = 5 * time.Second
 	DefaultFastPoll      = time.Second
 	DefaultSlowPoll      = 30 * time.Second
-	DefaultReconcile     = 10 * time.Minute
+	DefaultReconcile     = 15 * time.Minute
 	DefaultExpediteFor   = 2 * time.Minute
 	DefaultSettleAfter   = 5 * time.Minute
 	DefaultPingInterval  = 30 * time.Second
@@ -56,7 +56,7 @@ type Config struct {
 	// FastPoll is the GET /servers period while a server is in transition
 	// or someone waits on the sandbox (default 1 s). Otherwise signals of
 	// the daemon WebSocket are the source: while it is subscribed, a poll
-	// only every ReconcileInterval (default 10 min, ±50 % jitter) catches
+	// only every ReconcileInterval (default 15 min, ±50 % jitter) catches
 	// what no signal announces; while it is not, every SlowPoll (default
 	// 30 s, ±10 %).
 	FastPoll, SlowPoll, ReconcileInterval time.Duration
