@@ -124,6 +124,7 @@ func cpuTime() time.Duration {
 
 type memSample struct {
 	heap, rss  int64
+	stack      int64
 	goroutines int
 }
 
@@ -132,7 +133,7 @@ func sampleMem() memSample {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSample{heap: int64(ms.HeapInuse + ms.StackInuse), rss: rss(), goroutines: runtime.NumGoroutine()}
+	return memSample{heap: int64(ms.HeapInuse + ms.StackInuse), stack: int64(ms.StackInuse), rss: rss(), goroutines: runtime.NumGoroutine()}
 }
 
 // BenchmarkManagerIdle measures one Manager holding n watched sandboxes of
@@ -229,6 +230,12 @@ func benchIdle(b *testing.B, n int, withEvents bool) {
 	// a full slow-poll cycle and several lease renewals.
 	time.Sleep(5 * time.Second)
 	const window = 30 * time.Second
+	if f := os.Getenv("EVENTS_BENCH_CPUPROFILE"); f != "" {
+		if out, err := os.Create(f); err == nil && pprof.StartCPUProfile(out) == nil {
+			defer out.Close()
+			defer pprof.StopCPUProfile()
+		}
+	}
 	c0, t0 := cpuTime(), time.Now()
 	time.Sleep(window)
 	cpu := float64(cpuTime()-c0) / float64(time.Since(t0)) * 100
@@ -241,6 +248,7 @@ func benchIdle(b *testing.B, n int, withEvents bool) {
 	}
 	b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/watcher")
 	b.ReportMetric(float64(after.rss-before.rss)/float64(n), "rss-B/watcher")
+	b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/watcher")
 	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/watcher")
 	b.ReportMetric(cpu, "cpu-%")
 	b.ReportMetric(0, "ns/op")

@@ -63,17 +63,23 @@
 //     interval (starting, usually) is seen only with the events service.
 //   - Poll pace: FastPoll (1 s) while a server is installing, starting,
 //     restarting, or running for less than SettleAfter (5 min) without
-//     being ready, and while someone waits; SlowPoll (30 s, ±10 %)
-//     otherwise; at once after a signal, an events line, a (re)connection,
-//     a claim and an Expedite.
+//     being ready, and while someone waits; otherwise, while the daemon
+//     WebSocket is subscribed (its signals are the source), only a
+//     reconcile every ReconcileInterval (15 min, ±50 %), and while it is
+//     not, SlowPoll (30 s, ±10 %); at once after a signal, an events line,
+//     a (re)connection, a claim and an Expedite. The socket subscribes to
+//     "signals" before it starts the signal service, and the poll after
+//     each (re)connection follows both, so nothing signalled after that
+//     poll's answer is missed; what happened before it, it sees.
 //   - "Someone waits": Expedite(ctx, rdb, p, d) (or Manager.Expedite) sets
 //     the waiting key with TTL d and publishes a nudge; the owning watcher
 //     polls at once and fast until the key expires. A watcher that claims
 //     the project later reads the key too. server:start calls it before it
 //     waits.
-//   - Keep-alive: WebSocket pings every PingInterval and a read deadline
-//     of 2×PingInterval (pongs and messages extend it); the events
-//     connection sends PING lines under the same deadline. A failed
+//   - Keep-alive: a read deadline of 2×PingInterval (30 s) that every
+//     frame read extends (messages, pongs, the daemon's own pings); the
+//     WebSocket pings only after a whole PingInterval without a frame; the
+//     events connection sends PING lines under the same deadline. A failed
 //     connection is redialled with full-jitter exponential backoff
 //     (ReconnectMin..ReconnectMax, never below ReconnectMin/2), reset once
 //     a connection lived 5 s. Every (re)connection is followed by a poll,
@@ -106,8 +112,12 @@
 //     what arrives there is a hint, always checked against the registry.
 //   - Bounded load: a Manager runs at most Config.Concurrency gateway or
 //     daemon calls at once (claiming thousands of sandboxes after a restart
-//     does not storm the gateway); an idle watcher has no timer-driven
-//     goroutine other than its own loop and its readers.
+//     does not storm the gateway). An idle watcher holds one goroutine,
+//     its WebSocket reader (plus one with the events service), started
+//     afresh once connected so its stack stays small; its polls run in a
+//     goroutine started by a wake-up (signal, line, nudge, timer) that
+//     ends when nothing is due, and its timers (next poll, keep-alive,
+//     redial backoff) hold no goroutine while they wait.
 //   - Tokens (daemon and events access token) live in memory only; they
 //     are never logged, stored or put in errors.
 //   - Metrics: Metrics (metrics.go) owns the watchers' series —

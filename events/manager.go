@@ -26,9 +26,10 @@ const (
 	DefaultClaimInterval = 5 * time.Second
 	DefaultFastPoll      = time.Second
 	DefaultSlowPoll      = 30 * time.Second
+	DefaultReconcile     = 15 * time.Minute
 	DefaultExpediteFor   = 2 * time.Minute
 	DefaultSettleAfter   = 5 * time.Minute
-	DefaultPingInterval  = 15 * time.Second
+	DefaultPingInterval  = 30 * time.Second
 	DefaultReconnectMin  = 500 * time.Millisecond
 	DefaultReconnectMax  = 30 * time.Second
 	DefaultConcurrency   = 64
@@ -53,9 +54,12 @@ type Config struct {
 	// unowned live sandboxes (default 5 s).
 	ClaimInterval time.Duration
 	// FastPoll is the GET /servers period while a server is in transition
-	// or someone waits on the sandbox (default 1 s); SlowPoll otherwise
-	// (default 30 s, ±10 % jitter).
-	FastPoll, SlowPoll time.Duration
+	// or someone waits on the sandbox (default 1 s). Otherwise signals of
+	// the daemon WebSocket are the source: while it is subscribed, a poll
+	// only every ReconcileInterval (default 15 min, ±50 % jitter) catches
+	// what no signal announces; while it is not, every SlowPoll (default
+	// 30 s, ±10 %).
+	FastPoll, SlowPoll, ReconcileInterval time.Duration
 	// ExpediteFor is how long Manager.Expedite keeps a sandbox on fast
 	// polling (default 2 min).
 	ExpediteFor time.Duration
@@ -64,8 +68,9 @@ type Config struct {
 	// in running it is polled slowly (default 5 min).
 	SettleAfter time.Duration
 	// PingInterval is the keep-alive period of the daemon WebSocket and the
-	// events connection (default 15 s); a connection silent for
-	// 2×PingInterval is dropped and redialled.
+	// events connection (default 30 s; a WebSocket pings only when nothing
+	// arrived for that long); a connection silent for 2×PingInterval is
+	// dropped and redialled.
 	PingInterval time.Duration
 	// ReconnectMin and ReconnectMax bound the jittered exponential
 	// reconnect backoff (defaults 500 ms and 30 s).
@@ -132,6 +137,7 @@ func (c *Config) durations() []config.Duration {
 		config.Field("ClaimInterval", &c.ClaimInterval, DefaultClaimInterval),
 		config.Field("FastPoll", &c.FastPoll, DefaultFastPoll),
 		config.Field("SlowPoll", &c.SlowPoll, DefaultSlowPoll),
+		config.Field("ReconcileInterval", &c.ReconcileInterval, DefaultReconcile),
 		config.Field("ExpediteFor", &c.ExpediteFor, DefaultExpediteFor),
 		config.Field("SettleAfter", &c.SettleAfter, DefaultSettleAfter),
 		config.Field("PingInterval", &c.PingInterval, DefaultPingInterval),
@@ -242,6 +248,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		all = append(all, w)
 	}
 	m.mu.Unlock()
+	for _, w := range all {
+		w.end()
+	}
 	for _, w := range all {
 		<-w.done
 	}
@@ -354,7 +363,7 @@ func (m *Manager) start(runCtx context.Context, p tasks.Project) {
 	w := newWatcher(m, runCtx, p)
 	m.watchers[member] = w
 	m.held.Add(1)
-	go w.run()
+	w.resync() // its first step opens a session and polls
 }
 
 // stop ends p's watcher; release says whether to give up its lease (a lost
@@ -371,7 +380,7 @@ func (m *Manager) stop(p tasks.Project, release bool) {
 	if w == nil {
 		return
 	}
-	w.cancel()
+	w.end()
 	<-w.done
 	if release {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

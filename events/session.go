@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -27,11 +29,41 @@ type session struct {
 	sandboxID string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+
+	mu   sync.Mutex
+	conn *websocket.Conn // the daemon WebSocket while it is read
 }
 
 func (s *session) stop() {
 	s.cancel()
+	s.mu.Lock()
+	if s.conn != nil {
+		_ = s.conn.Close() // ends its reader
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// hold makes conn the session's WebSocket, which stop closes; it closes
+// conn and returns false when the session is stopping already.
+func (s *session) hold(ctx context.Context, conn *websocket.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ctx.Err() != nil {
+		_ = conn.Close()
+		return false
+	}
+	s.conn = conn
+	return true
+}
+
+func (s *session) release(conn *websocket.Conn) {
+	s.mu.Lock()
+	if s.conn == conn {
+		s.conn = nil
+	}
+	s.mu.Unlock()
+	_ = conn.Close()
 }
 
 // lived is how long a connection must last for its reconnect backoff to
@@ -41,7 +73,7 @@ const lived = 5 * time.Second
 func (w *watcher) startSession(sb *gateway.Sandbox, id string) *session {
 	ctx, cancel := context.WithCancel(w.ctx)
 	s := &session{daemon: w.m.cfg.Gateway.Daemon(sb), sandboxID: id, cancel: cancel}
-	s.wg.Go(func() { w.wsLoop(ctx, s.daemon) })
+	s.wg.Go(func() { w.wsDial(ctx, s, 0) })
 	if w.m.cfg.EventsAddr != "" {
 		token := w.m.cfg.EventsToken(sb)
 		s.wg.Go(func() { w.eventsLoop(ctx, id, token) })
@@ -49,33 +81,80 @@ func (w *watcher) startSession(sb *gateway.Sandbox, id string) *session {
 	return s
 }
 
-// wsLoop keeps the daemon WebSocket subscribed to signals, reconnecting
-// with jittered exponential backoff; every (re)connection is followed by a
-// poll, which resyncs what happened while it was down.
-func (w *watcher) wsLoop(ctx context.Context, d *gateway.Daemon) {
-	w.redial(ctx, "daemon websocket", func() (bool, error) {
-		connected, err := w.wsOnce(ctx, d)
-		if gateway.IsStaleSandbox(err) && ctx.Err() == nil {
-			notify(w.refind)
-			return connected, errStale
+// wsDial is connection attempt n (0-based) of the daemon WebSocket. It
+// runs in a goroutine that ends once the connection is up: the reader
+// then starts afresh, with a small stack, and when it ends a new attempt
+// follows after the jittered exponential backoff (started over after a
+// connection that lived at least lived). A refusal (stale record) ends
+// the attempts and makes the watcher find the sandbox again. Every
+// (re)connection is followed by a poll, which resyncs what happened while
+// it was down.
+func (w *watcher) wsDial(ctx context.Context, s *session, n int) {
+	if !w.m.acquire(ctx) {
+		return
+	}
+	conn, err := w.wsOpen(ctx, s.daemon)
+	w.m.releaseSlot()
+	switch {
+	case err == nil:
+		if !s.hold(ctx, conn) {
+			return
 		}
-		return connected, err
+	case ctx.Err() != nil:
+		return
+	case gateway.IsStaleSandbox(err):
+		w.askRefind()
+		return
+	default:
+		w.m.log.Debug("daemon websocket", "project", w.member, "err", err, "attempt", n)
+		w.wsRetry(ctx, s, n+1)
+		return
+	}
+	s.wg.Go(func() {
+		start := time.Now()
+		err := w.wsRead(conn)
+		s.release(conn)
+		if ctx.Err() != nil {
+			return
+		}
+		w.m.log.Debug("daemon websocket", "project", w.member, "err", err, "attempt", n)
+		if time.Since(start) >= lived {
+			n = 0
+		}
+		w.wsRetry(ctx, s, n+1)
 	})
 }
 
-// errStale ends a redial loop: the sandbox record is stale and the watcher
-// looks the sandbox up again.
-var errStale = errors.New("stale sandbox record")
+// wsRetry makes connection attempt n (≥ 1) after the backoff of attempt
+// n−1, without a goroutine while it waits.
+func (w *watcher) wsRetry(ctx context.Context, s *session, n int) {
+	s.wg.Add(1)
+	var stopWait func() bool
+	armed := make(chan struct{})
+	t := time.AfterFunc(w.m.backoff(n-1), func() {
+		defer s.wg.Done()
+		<-armed
+		if stopWait() { // not ended meanwhile
+			w.wsDial(ctx, s, n)
+		}
+	})
+	stopWait = context.AfterFunc(ctx, func() {
+		if t.Stop() {
+			s.wg.Done()
+		}
+	})
+	close(armed)
+}
 
-// redial runs once until ctx is done or once returns errStale, waiting
-// the jittered exponential backoff between attempts; the backoff starts
-// over after a connection that lived at least lived.
+// redial runs once until ctx is done, waiting the jittered exponential
+// backoff between attempts; the backoff starts over after a connection
+// that lived at least lived.
 func (w *watcher) redial(ctx context.Context, what string, once func() (connected bool, err error)) {
 	attempt := 0
 	for ctx.Err() == nil {
 		start := time.Now()
 		connected, err := once()
-		if ctx.Err() != nil || errors.Is(err, errStale) {
+		if ctx.Err() != nil {
 			return
 		}
 		if connected && time.Since(start) >= lived {
@@ -89,64 +168,144 @@ func (w *watcher) redial(ctx context.Context, what string, once func() (connecte
 	}
 }
 
-// wsOnce dials, starts and subscribes to signals, then reads until the
-// connection fails. connected reports whether it got as far as reading.
-func (w *watcher) wsOnce(ctx context.Context, d *gateway.Daemon) (connected bool, err error) {
-	if !w.m.acquire(ctx) {
-		return false, ctx.Err()
-	}
-	conn, err := d.DialWS(ctx)
-	if err == nil {
-		_, err = d.StartSignals(ctx)
-		if err != nil {
-			_ = conn.Close()
-		}
-	}
-	w.m.releaseSlot()
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close()
-	stopClose := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stopClose()
-
-	ping := w.m.cfg.PingInterval
-	conn.SetReadLimit(1 << 20)
-	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(2 * ping)) }
-	extend()
-	conn.SetPongHandler(func(string) error { extend(); return nil })
-	sub, _ := json.Marshal(gateway.WSMessage{Type: "subscribe", Channel: "signals"})
-	_ = conn.SetWriteDeadline(time.Now().Add(ping))
-	if err := conn.WriteMessage(websocket.TextMessage, sub); err != nil {
-		return false, fmt.Errorf("subscribe to signals: %w", err)
-	}
+// wsRead reads the daemon WebSocket until it fails, handing signals to
+// the watcher. The subscription was sent before the signal service was
+// started, and the resync poll follows both, so a signal sent after that
+// poll's answer reaches this connection.
+func (w *watcher) wsRead(conn *websocket.Conn) error {
+	w.setWS(true)
+	defer w.setWS(false)
 	w.resync()
 	if h := w.m.hooks.connected; h != nil {
 		h(w.member, "ws")
 	}
-	defer every(ping, func() error {
-		return conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(ping))
-	}, func() { _ = conn.Close() })()
+	k := &keepAlive{conn: conn, ping: w.m.cfg.PingInterval}
+	k.extend()
+	conn.SetPongHandler(k.pong)
+	conn.SetPingHandler(k.answer)
+	k.start()
+	defer k.stop()
 	for {
-		typ, data, err := conn.ReadMessage()
+		typ, r, err := conn.NextReader()
 		if err != nil {
-			return true, err
+			return err
 		}
-		extend()
-		if typ != websocket.TextMessage {
-			continue
-		}
-		var msg gateway.WSMessage
-		if json.Unmarshal(data, &msg) != nil {
-			continue
-		}
-		if msg.Type == "signal" {
+		k.extend()
+		if typ == websocket.TextMessage && isSignal(r) {
 			w.signal()
 			if h := w.m.hooks.signal; h != nil {
 				h(w.member)
 			}
 		}
 	}
+}
+
+// keepAlive is the keep-alive of one daemon WebSocket: every frame read
+// extends the read deadline to 2×ping, and a ping goes out only when
+// nothing arrived for a whole ping interval (a daemon that pings, or
+// talks, keeps the connection proven alive on its own).
+type keepAlive struct {
+	conn     *websocket.Conn
+	ping     time.Duration
+	lastRead atomic.Int64 // unix ns of the newest frame read
+
+	mu      sync.Mutex
+	timer   *time.Timer // the next check, no goroutine while it waits
+	stopped bool
+}
+
+func (k *keepAlive) start() {
+	k.mu.Lock()
+	k.timer = time.AfterFunc(k.ping, k.tick)
+	k.mu.Unlock()
+}
+
+func (k *keepAlive) stop() {
+	k.mu.Lock()
+	k.stopped = true
+	k.timer.Stop()
+	k.mu.Unlock()
+}
+
+// tick pings if the connection was silent, and closes it if the ping
+// cannot be written.
+func (k *keepAlive) tick() {
+	if err := k.pingIfSilent(); err != nil {
+		_ = k.conn.Close()
+		return
+	}
+	k.mu.Lock()
+	if !k.stopped {
+		k.timer.Reset(k.ping)
+	}
+	k.mu.Unlock()
+}
+
+func (k *keepAlive) extend() {
+	now := time.Now()
+	k.lastRead.Store(now.UnixNano())
+	_ = k.conn.SetReadDeadline(now.Add(2 * k.ping))
+}
+
+func (k *keepAlive) pong(string) error {
+	k.extend()
+	return nil
+}
+
+// answer is the ping handler: gorilla's default (a pong, tolerating a
+// closing connection or a slow write) plus extend.
+func (k *keepAlive) answer(data string) error {
+	k.extend()
+	err := k.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(k.ping))
+	if err == nil || errors.Is(err, websocket.ErrCloseSent) {
+		return nil
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		return nil
+	}
+	return err
+}
+
+func (k *keepAlive) pingIfSilent() error {
+	if time.Since(time.Unix(0, k.lastRead.Load())) < k.ping {
+		return nil
+	}
+	return k.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(k.ping))
+}
+
+// wsOpen dials the daemon WebSocket, subscribes to signals and starts
+// the signal service.
+func (w *watcher) wsOpen(ctx context.Context, d *gateway.Daemon) (*websocket.Conn, error) {
+	conn, err := d.DialWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetReadLimit(1 << 20)
+	_ = conn.SetWriteDeadline(time.Now().Add(w.m.cfg.PingInterval))
+	if err := conn.WriteMessage(websocket.TextMessage, subscribeSignals); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("subscribe to signals: %w", err)
+	}
+	if _, err := d.StartSignals(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// subscribeSignals is the subscribe message of the signals channel.
+var subscribeSignals = func() []byte {
+	b, _ := json.Marshal(gateway.WSMessage{Type: "subscribe", Channel: "signals"})
+	return b
+}()
+
+// isSignal reports whether a text message is a signal; it reads the
+// message (at most the read limit) and decodes only its type.
+func isSignal(r io.Reader) bool {
+	var msg struct {
+		Type string `json:"type"`
+	}
+	return json.NewDecoder(r).Decode(&msg) == nil && msg.Type == "signal"
 }
 
 // eventsLoop keeps a subscription to the events service, reconnecting with

@@ -15,10 +15,11 @@ import (
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
-// watcher follows one sandbox for its Manager. Its run goroutine owns the
-// polling and every write to the store; the WebSocket and events-service
-// goroutines of the current session only hand it signals and
-// observations.
+// watcher follows one sandbox for its Manager. It has no goroutine of its
+// own while idle: a wake-up (a signal, an events line, a nudge, its poll
+// timer, a refusal, its end) starts one step goroutine, which polls and
+// writes to the store until nothing is left to do. The reader goroutines
+// of the current session only hand it signals and observations.
 type watcher struct {
 	m      *Manager
 	p      tasks.Project
@@ -27,9 +28,6 @@ type watcher struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	kick   chan struct{} // poll now
-	refind chan struct{} // the daemon refused us: find the sandbox again
-
 	mu         sync.Mutex
 	servers    map[string]serverSeen // last known status per slug
 	fastUntil  time.Time
@@ -37,6 +35,20 @@ type watcher struct {
 	needCheck  bool        // re-read the registry entry before the next poll
 	needWait   bool        // re-read the waiting key before the next poll
 	lastSignal time.Time   // arrival of the newest daemon signal (metrics)
+	wsUp       bool        // the daemon WebSocket is subscribed to signals
+
+	// Scheduling, under mu.
+	pollDue   bool        // poll at the next step
+	refindDue bool        // the daemon refused us: find the sandbox again
+	running   bool        // a step goroutine runs
+	timer     *time.Timer // the next timed poll (nil before the first)
+	due       time.Time   // when timer fires
+
+	// Owned by the step goroutine.
+	sess      *session
+	failures  int // polls failed in a row
+	refinds   int // sessions ended by a refusal since the last good poll
+	lastCheck time.Time
 }
 
 type serverSeen struct {
@@ -60,39 +72,67 @@ type sandboxObservation struct{ status, err string }
 
 func newWatcher(m *Manager, parent context.Context, p tasks.Project) *watcher {
 	ctx, cancel := context.WithCancel(parent)
-	return &watcher{
+	w := &watcher{
 		m: m, p: p, member: schema.IndexMember(p), ctx: ctx, cancel: cancel,
 		done:    make(chan struct{}),
-		kick:    make(chan struct{}, 1),
-		refind:  make(chan struct{}, 1),
-		servers: map[string]serverSeen{},
+		pollDue: true,
 	}
+	return w
 }
 
-func notify(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
+// end stops the watcher; its done closes once the session is closed.
+func (w *watcher) end() {
+	w.cancel()
+	w.resync() // the step it starts ends the watcher
 }
 
 // resync makes the watcher poll at once (after a claim or a reconnect).
-func (w *watcher) resync() { notify(w.kick) }
+func (w *watcher) resync() {
+	w.mu.Lock()
+	w.pollDue = true
+	w.scheduleLocked()
+	w.mu.Unlock()
+}
+
+// askRefind makes the watcher find the sandbox at the gateway again.
+func (w *watcher) askRefind() {
+	w.mu.Lock()
+	w.refindDue = true
+	w.scheduleLocked()
+	w.mu.Unlock()
+}
+
+// scheduleLocked starts a step goroutine unless one runs; the running one
+// sees what was asked before it returns.
+func (w *watcher) scheduleLocked() {
+	if w.running {
+		return
+	}
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	w.running = true
+	go w.step()
+}
 
 // expedite is a nudge that someone waits: re-read the waiting key, poll.
 func (w *watcher) expedite() {
 	w.mu.Lock()
 	w.needWait = true
+	w.pollDue = true
+	w.scheduleLocked()
 	w.mu.Unlock()
-	notify(w.kick)
 }
 
 // signal records a daemon signal and polls at once.
 func (w *watcher) signal() {
 	w.mu.Lock()
 	w.lastSignal = time.Now()
+	w.pollDue = true
+	w.scheduleLocked()
 	w.mu.Unlock()
-	notify(w.kick)
 }
 
 // external takes in an event appended by anyone (pub/sub): it keeps the
@@ -106,7 +146,8 @@ func (w *watcher) external(ev tasks.Event) {
 	case tasks.EventSandboxStatusChanged:
 		if ev.Status == tasks.SandboxDestroyed || ev.Status == tasks.SandboxCreated {
 			w.needCheck = true
-			notify(w.kick)
+			w.pollDue = true
+			w.scheduleLocked()
 		}
 	}
 }
@@ -118,83 +159,126 @@ func (w *watcher) noteLocked(slug, status string, now time.Time) {
 	if cur, ok := w.servers[slug]; ok && cur.status == status {
 		return
 	}
+	if w.servers == nil {
+		w.servers = map[string]serverSeen{}
+	}
 	w.servers[slug] = serverSeen{status: status, since: now}
 }
 
 func (w *watcher) addLine(le lineEvent) {
 	w.mu.Lock()
 	w.lines = append(w.lines, le)
+	w.pollDue = true
+	w.scheduleLocked()
 	w.mu.Unlock()
-	notify(w.kick)
 }
 
-// run is the watcher's goroutine.
-func (w *watcher) run() {
-	defer close(w.done)
-	defer w.cancel()
-	var sess *session
-	defer func() {
-		if sess != nil {
-			sess.stop()
-		}
-	}()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	failures := 0
-	refinds := 0 // sessions ended by a refusal since the last good poll
-	lastCheck := time.Now()
-	for w.ctx.Err() == nil {
-		if sess == nil {
-			if sess = w.openSession(refinds); sess == nil {
-				return
-			}
-			lastCheck = time.Now()
-		}
-		select {
-		case <-w.ctx.Done():
-			return
-		case <-w.refind:
-			sess.stop()
-			sess = nil
-			refinds++
-			continue
-		case <-timer.C:
-		case <-w.kick:
-		}
-		check, wait := w.takeNeeds(lastCheck)
-		if check {
-			lastCheck = time.Now()
-			switch w.checkEntry(sess.sandboxID) {
-			case entryGone:
-				return
-			case entryReplaced:
-				sess.stop()
-				sess = nil
-				continue
-			}
-		}
-		if wait {
-			w.readWaiting()
-		}
-		ok, stop := w.poll(sess)
-		if stop {
-			return
-		}
-		var next time.Duration
-		if ok {
-			failures, refinds = 0, 0
-			next = w.interval(time.Now())
-		} else {
-			next = min(backoffDelay(w.m.cfg.FastPoll, w.m.cfg.SlowPoll, failures), w.m.cfg.SlowPoll)
-			failures++
-		}
-		resetTimer(timer, next)
+// setWS records whether the daemon WebSocket is subscribed. While it is,
+// signals are the source and polls are rare (ReconcileInterval); when it
+// goes down, the next poll comes within SlowPoll.
+func (w *watcher) setWS(up bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.wsUp = up
+	if !up && w.timer != nil && time.Until(w.due) > w.m.cfg.SlowPoll {
+		w.armLocked(jitter(w.m.cfg.SlowPoll, 0.1))
 	}
+}
+
+// armLocked sets the timed poll d from now.
+func (w *watcher) armLocked(d time.Duration) {
+	w.due = time.Now().Add(d)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(d, w.resync)
+		return
+	}
+	w.timer.Reset(d)
+}
+
+// step is the watcher's goroutine while it has work: it runs rounds until
+// nothing is due, and ends the watcher once its context is done.
+func (w *watcher) step() {
+	for {
+		w.mu.Lock()
+		if w.ctx.Err() != nil {
+			if w.timer != nil {
+				w.timer.Stop()
+			}
+			w.mu.Unlock()
+			if w.sess != nil {
+				w.sess.stop()
+				w.sess = nil
+			}
+			close(w.done) // under running: no step starts after this
+			return
+		}
+		refind, poll := w.refindDue, w.pollDue
+		w.refindDue, w.pollDue = false, false
+		if !refind && !poll && w.sess != nil {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		if !w.round(refind) {
+			w.cancel() // the next turn ends the watcher
+		}
+	}
+}
+
+// round is one turn of work: a new session if needed, the registry and
+// waiting checks that are due, a poll, and the next timed poll. It returns
+// false when the watcher should end.
+func (w *watcher) round(refind bool) bool {
+	if refind && w.sess != nil {
+		w.sess.stop()
+		w.sess = nil
+		w.refinds++
+	}
+	if w.sess == nil {
+		if w.sess = w.openSession(w.refinds); w.sess == nil {
+			return false
+		}
+		w.lastCheck = time.Now()
+	}
+	check, wait := w.takeNeeds(w.lastCheck)
+	if check {
+		w.lastCheck = time.Now()
+		switch w.checkEntry(w.sess.sandboxID) {
+		case entryGone:
+			return false
+		case entryReplaced:
+			w.sess.stop()
+			w.sess = nil
+			w.resync()
+			return true
+		}
+	}
+	if wait {
+		w.readWaiting()
+	}
+	ok, stop := w.poll(w.sess)
+	if stop {
+		return false
+	}
+	var next time.Duration
+	if ok {
+		w.failures, w.refinds = 0, 0
+		next = w.interval(time.Now())
+	} else {
+		next = min(backoffDelay(w.m.cfg.FastPoll, w.m.cfg.SlowPoll, w.failures), w.m.cfg.SlowPoll)
+		w.failures++
+	}
+	w.mu.Lock()
+	w.armLocked(next)
+	w.mu.Unlock()
+	return true
 }
 
 // openSession resolves the sandbox and starts a session on it, after a
 // backoff when earlier sessions ended by a refusal. It returns nil when
-// the watcher should end.
+// the watcher should end. The round that opened it polls next, which
+// resyncs.
 func (w *watcher) openSession(refinds int) *session {
 	if refinds > 0 && backoff.Sleep(w.ctx, backoffDelay(w.m.cfg.ReconnectMin, w.m.cfg.ReconnectMax, refinds-1)) != nil {
 		return nil
@@ -203,16 +287,11 @@ func (w *watcher) openSession(refinds int) *session {
 	if sb == nil {
 		return nil
 	}
-	select { // a refusal seen by the session just ended is stale
-	case <-w.refind:
-	default:
-	}
-	sess := w.startSession(sb, id)
 	w.mu.Lock()
+	w.refindDue = false // a refusal seen by the session just ended is stale
 	w.needWait = true
 	w.mu.Unlock()
-	notify(w.kick) // resync by polling first
-	return sess
+	return w.startSession(sb, id)
 }
 
 // takeNeeds reports, and clears, whether the registry entry must be
@@ -224,17 +303,6 @@ func (w *watcher) takeNeeds(lastCheck time.Time) (check, wait bool) {
 	check, wait = w.needCheck || time.Since(lastCheck) >= w.m.cfg.SlowPoll, w.needWait
 	w.needCheck, w.needWait = false, false
 	return check, wait
-}
-
-// resetTimer makes t fire after d, dropping a firing not yet received.
-func resetTimer(t *time.Timer, d time.Duration) {
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
-		}
-	}
-	t.Reset(d)
 }
 
 // resolve reads the registry entry and finds the sandbox at the gateway,
@@ -335,7 +403,8 @@ func (w *watcher) readWaiting() {
 }
 
 // interval is the time to the next poll: FastPoll while someone waits or a
-// server is on its way somewhere, SlowPoll (jittered) otherwise.
+// server is on its way somewhere; otherwise ReconcileInterval (±50 %)
+// while the daemon WebSocket is subscribed, SlowPoll (±10 %) while not.
 func (w *watcher) interval(now time.Time) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -351,6 +420,9 @@ func (w *watcher) interval(now time.Time) time.Duration {
 				return w.m.cfg.FastPoll
 			}
 		}
+	}
+	if w.wsUp {
+		return jitter(w.m.cfg.ReconcileInterval, 0.5)
 	}
 	return jitter(w.m.cfg.SlowPoll, 0.1)
 }
@@ -401,7 +473,7 @@ func (w *watcher) listServers(sess *session) (infos []gateway.ServerInfo, polled
 		return nil, false, true
 	}
 	if gateway.IsStaleSandbox(err) {
-		notify(w.refind)
+		w.askRefind()
 	} else {
 		w.m.log.Debug("poll servers", "project", w.member, "err", err)
 	}

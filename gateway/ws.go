@@ -77,8 +77,10 @@ func (d *Daemon) DialWS(ctx context.Context) (*websocket.Conn, error) {
 	return nil, &transportError{op: op, method: http.MethodGet, url: safeURL, err: err}
 }
 
+// The read buffer holds a frame header and a control frame (125 bytes);
+// longer messages and handshake lines are read through it in pieces.
 const (
-	wsReadBufferSize  = 1024
+	wsReadBufferSize  = 256
 	wsWriteBufferSize = 1024
 )
 
