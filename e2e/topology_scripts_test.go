@@ -276,6 +276,7 @@ func exerciseScripts(t *testing.T, tp *topology, rdb redis.UniversalClient) {
 		must(t, store.Upsert(ctx, p, sb.SandboxID, sb.Provider))
 		must(t, store.UpsertReady(ctx, p, sb.SandboxID, sb.Provider))
 		must(t, store.Touch(ctx, p))
+		must(t, store.SetRecheck(ctx, p, time.Now()))
 		_, err = store.ServerStatus(ctx, p, sb.SandboxID, "web", events.ServerState{Status: "running", UpdatedAt: time.Now()})
 		must(t, err)
 		_, err = store.StopServers(ctx, p, sb.SandboxID)

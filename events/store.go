@@ -34,6 +34,7 @@ const (
 	FieldCreatedAt = schema.FieldCreatedAt
 	FieldUpdatedAt = schema.FieldUpdatedAt
 	FieldWatcher   = schema.FieldWatcher
+	FieldCheckedAt = schema.FieldCheckedAt
 )
 
 // DefaultMaxLen is the default approximate cap of a project's event stream.
@@ -67,6 +68,9 @@ type Entry struct {
 	CreatedAt time.Time              `json:"created_at"`
 	UpdatedAt time.Time              `json:"updated_at"`
 	Watcher   string                 `json:"watcher"`
+	// RecheckAt is when maintenance:reconcile asks the gateway about the
+	// sandbox again while a watcher follows it (zero: at its next run).
+	RecheckAt time.Time `json:"-"`
 }
 
 // Project returns the entry's project.
@@ -464,7 +468,8 @@ func parseEntry(m map[string]string) (*Entry, error) {
 		Provider: m[FieldProvider], Status: m[FieldStatus], Error: m[FieldError],
 		LastUsed: parseMillis(m[FieldLastUsed]), CreatedAt: parseMillis(m[FieldCreatedAt]),
 		UpdatedAt: parseMillis(m[FieldUpdatedAt]), Watcher: m[FieldWatcher],
-		Servers: map[string]ServerState{},
+		RecheckAt: parseMillis(m[FieldCheckedAt]),
+		Servers:   map[string]ServerState{},
 	}
 	if v := m[FieldServers]; v != "" && v != "{}" {
 		if err := json.Unmarshal([]byte(v), &e.Servers); err != nil {
@@ -667,6 +672,20 @@ func (s *Store) addEntries(ctx context.Context, out []Entry, q listQuery, cands 
 		}
 	}
 	return out, "", nil
+}
+
+// SetRecheck records when maintenance:reconcile should next ask the
+// gateway about the project's watched sandbox (Entry.RecheckAt). An entry
+// that no longer exists is not created.
+func (s *Store) SetRecheck(ctx context.Context, p tasks.Project, at time.Time) error {
+	p, err := checkProject(p)
+	if err != nil {
+		return err
+	}
+	if err := schema.RegistryRecheck.Run(ctx, s.rdb, []string{schema.RegistryKey(p)}, at.UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("events: set recheck of %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return nil
 }
 
 // Remove drops the project's registry entry and index member (its event

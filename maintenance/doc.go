@@ -18,7 +18,12 @@
 //     has another sandbox id is re-recorded, and one marked destroyed or
 //     error whose sandbox exists is marked ready. A live sandbox that no
 //     process watches gets its servers refreshed from the daemon and is
-//     handed to Config.Claim (the events Manager). Its result is counts.
+//     handed to Config.Claim (the events Manager). A sandbox a watcher
+//     follows is asked about once and then only when its recheck falls
+//     due (Config.WatchedRecheck, 1 h on average, jittered so the checks
+//     spread): its watcher's WebSocket already says whether it lives, and
+//     10,000 watched sandboxes would otherwise cost the gateway 10,000
+//     lookups every 5 minutes. Its result is counts.
 //
 // Both read the registry a page at a time. A project that cannot be
 // handled does not stop the run. Cleanup then ends with an error (so it is

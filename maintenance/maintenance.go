@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -21,6 +22,9 @@ import (
 const (
 	DefaultIdleTTL    = 30 * time.Minute
 	DefaultStaleAfter = 24 * time.Hour
+	// DefaultWatchedRecheck is how often, on average, reconcile asks the
+	// gateway about a sandbox a watcher follows.
+	DefaultWatchedRecheck = time.Hour
 )
 
 // pageSize is how many registry entries a run reads at a time.
@@ -43,6 +47,12 @@ type Config struct {
 	// StaleAfter is how long reconcile keeps the entry of a destroyed
 	// sandbox after its last update (default 24 h); older ones are removed.
 	StaleAfter time.Duration
+	// WatchedRecheck is how often, on average, reconcile asks the gateway
+	// about a sandbox that a watcher follows (default 1 h): the watcher's
+	// WebSocket already says whether it lives, so checking it at every run
+	// would only load the gateway. Each check schedules the next between
+	// 0.5 and 1.5 times this later, so the checks spread over time.
+	WatchedRecheck time.Duration
 	// Claim, if set, is called by reconcile for a live sandbox that no
 	// process watches (events.Manager.Claim).
 	Claim func(ctx context.Context, p tasks.Project) error
@@ -73,6 +83,9 @@ func (c *Config) withDefaults() error {
 	if c.StaleAfter == 0 {
 		c.StaleAfter = DefaultStaleAfter
 	}
+	if c.WatchedRecheck == 0 {
+		c.WatchedRecheck = DefaultWatchedRecheck
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -84,8 +97,8 @@ func (c *Config) withDefaults() error {
 
 // validate reports a negative IdleTTL or StaleAfter.
 func (c *Config) validate() error {
-	if c.IdleTTL < 0 || c.StaleAfter < 0 {
-		return errors.New("maintenance: IdleTTL and StaleAfter must not be negative")
+	if c.IdleTTL < 0 || c.StaleAfter < 0 || c.WatchedRecheck < 0 {
+		return errors.New("maintenance: IdleTTL, StaleAfter and WatchedRecheck must not be negative")
 	}
 	return nil
 }
@@ -240,6 +253,10 @@ func live(status string) bool {
 type ReconcileResult struct {
 	// Checked counts the registry entries looked at.
 	Checked int `json:"checked"`
+	// Watched counts, of Checked, the entries left alone because a
+	// watcher follows their sandbox and their recheck is not due
+	// (Config.WatchedRecheck).
+	Watched int `json:"watched"`
 	// Alive counts sandboxes the gateway still has.
 	Alive int `json:"alive"`
 	// MarkedDestroyed counts entries the gateway no longer has, now
@@ -326,7 +343,7 @@ func (r *runner) reconcile(ctx context.Context) (*ReconcileResult, error) {
 		}
 		cursor = next
 	}
-	r.log.InfoContext(ctx, "reconcile done", "checked", res.Checked, "unchecked", res.Unchecked, "alive", res.Alive,
+	r.log.InfoContext(ctx, "reconcile done", "checked", res.Checked, "watched", res.Watched, "unchecked", res.Unchecked, "alive", res.Alive,
 		"marked_destroyed", res.MarkedDestroyed, "removed", res.Removed, "replaced", res.Replaced,
 		"revived", res.Revived, "claimed", res.Claimed, "failures", len(res.Failures), "duration", time.Since(start))
 	switch {
@@ -352,6 +369,10 @@ func permanentGatewayError(err error) bool {
 // refresh is logged and left to the watcher and the next run.
 func (r *runner) reconcileOne(ctx context.Context, e events.Entry, now time.Time, res *ReconcileResult) error {
 	p := e.Project()
+	if e.Watcher != "" && now.Before(e.RecheckAt) {
+		res.Watched++
+		return nil
+	}
 	sb, err := r.deps.Gateway.Find(ctx, p.Namespace, p.Name)
 	if err != nil {
 		return fmt.Errorf("find: %w", err)
@@ -386,6 +407,7 @@ func (r *runner) reconcileOne(ctx context.Context, e events.Entry, now time.Time
 		res.Revived++
 	}
 	if e.Watcher != "" {
+		r.scheduleRecheck(ctx, p, now)
 		return nil
 	}
 	// Nobody watches it: refresh its servers here, then hand it to a
@@ -403,6 +425,16 @@ func (r *runner) reconcileOne(ctx context.Context, e events.Entry, now time.Time
 		}
 	}
 	return nil
+}
+
+// scheduleRecheck sets when the next run asks the gateway about p's
+// watched sandbox again: between 0.5 and 1.5 WatchedRecheck from now. A
+// failure is logged; the entry is then checked at the next run.
+func (r *runner) scheduleRecheck(ctx context.Context, p tasks.Project, now time.Time) {
+	d := r.deps.WatchedRecheck/2 + time.Duration(rand.Int64N(int64(r.deps.WatchedRecheck)+1))
+	if err := r.deps.Store.SetRecheck(ctx, p, now.Add(d)); err != nil {
+		r.log.WarnContext(ctx, "reconcile: schedule recheck", "namespace", p.Namespace, "name", p.Name, "err", err)
+	}
 }
 
 // refreshServers folds the daemon's server list into the registry and

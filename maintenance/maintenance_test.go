@@ -17,6 +17,7 @@ import (
 	"github.com/sandboxq/sandboxq/handlers"
 	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/maintenance"
+	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 )
 
@@ -332,4 +333,53 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestReconcileLeavesWatchedSandboxesToTheirWatcher: a sandbox a watcher
+// follows is asked about once, then left alone until its recheck is due,
+// so 10,000 watched sandboxes do not cost the gateway 10,000 lookups at
+// every run; once nobody watches it, every run asks again.
+func TestReconcileLeavesWatchedSandboxesToTheirWatcher(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	mux := asynq.NewServeMux()
+	b.sandboxHandlers(t, mux)
+	if err := maintenance.Register(mux, maintenance.Config{Redis: b.rdb, Gateway: b.gw, Logger: b.logger}); err != nil {
+		t.Fatal(err)
+	}
+	b.startServer(t, mux)
+	p := proj("watched")
+	var ens handlers.EnsureResult
+	e, err := b.client.EnsureSandbox(ctx, tasks.SandboxEnsure{Project: p})
+	b.mustSucceed(t, e, err, &ens)
+	if err := b.store.Upsert(ctx, p, ens.SandboxID, "local"); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := schema.AcquireLease(ctx, b.rdb, schema.WatcherKey(p), schema.RegistryKey(p), "watcher-1", time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("watcher lease: %v %v", ok, err)
+	}
+	run := func() maintenance.ReconcileResult {
+		t.Helper()
+		var res maintenance.ReconcileResult
+		e, err := b.client.Enqueue(ctx, tasks.MaintenanceReconcile{})
+		b.mustSucceed(t, e, err, &res)
+		return res
+	}
+	if res := run(); res.Checked != 1 || res.Alive != 1 || res.Watched != 0 {
+		t.Fatalf("first run = %+v, want the watched sandbox asked about once", res)
+	}
+	if got := b.entry(t, p).RecheckAt; time.Until(got) < 29*time.Minute || time.Until(got) > 91*time.Minute {
+		t.Errorf("recheck at %v, want 30 to 90 min from now", got)
+	}
+	if res := run(); res.Checked != 1 || res.Alive != 0 || res.Watched != 1 {
+		t.Fatalf("second run = %+v, want the watched sandbox left to its watcher", res)
+	}
+	if _, err := schema.ReleaseLease(ctx, b.rdb, schema.WatcherKey(p), schema.RegistryKey(p), "watcher-1"); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(); res.Checked != 1 || res.Alive != 1 || res.Watched != 0 {
+		t.Fatalf("run after the watcher left = %+v, want the sandbox asked about", res)
+	}
 }

@@ -28,6 +28,7 @@ func AllScripts() []Script {
 		{"RegistryServer", RegistryServer, "RegistryKey, EventsKey of one project"},
 		{"RegistrySandbox", RegistrySandbox, "RegistryKey, EventsKey of one project"},
 		{"RegistryTouch", RegistryTouch, "RegistryKey"},
+		{"RegistryRecheck", RegistryRecheck, "RegistryKey"},
 		{"AdvanceSlot", AdvanceSlot, "SlotKey"},
 		{"FinishSlot", FinishSlot, "SlotKey"},
 		{"RatePause", RatePause, "RatePauseKey"},

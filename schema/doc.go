@@ -114,6 +114,8 @@
 //	watcher           owner id of the watching process, "" if none (the
 //	                  watcher key is authoritative: it cannot outlive a
 //	                  dead process)
+//	checked_at        Unix ms after which maintenance:reconcile asks the
+//	                  gateway again about this sandbox while it is watched
 //	seen              internal: JSON slug → Unix ms of the newest source
 //	                  time seen for that server
 //
@@ -145,7 +147,7 @@
 // AcquireLeases, RenewLeases, ReleaseLeases that reload the scripts after a
 // NOSCRIPT; the registry scripts RegistryUpsert, RegistryServer,
 // RegistrySandbox (each compares with the registry, appends to the stream,
-// publishes and records last_event in one step) and RegistryTouch (sent
+// publishes and records last_event in one step), RegistryRecheck and RegistryTouch (sent
 // with EVAL in a pipeline with the index's ZADD XX); the
 // scheduler's AdvanceSlot and FinishSlot; the rate limit's RatePause; the
 // task index's IndexTaskScript and RecordAttemptScript (sent with EVAL, so

@@ -187,6 +187,10 @@ const (
 	FieldCreatedAt = "created_at"
 	FieldUpdatedAt = "updated_at"
 	FieldWatcher   = "watcher"
+	// FieldCheckedAt is when maintenance:reconcile next needs to ask the
+	// gateway about a watched sandbox (Unix ms): a watcher is the source
+	// for its sandbox, so its entry is re-checked every hour or so only.
+	FieldCheckedAt = "checked_at"
 	// FieldSeen is internal to the registry scripts: JSON slug → Unix ms
 	// of the newest source time seen for that server.
 	FieldSeen = "seen"

@@ -132,6 +132,14 @@ if ARGV[1] == '' then json = fill(json, h[1]) end
 return {emit(json, ARGV[5], ARGV[6], ARGV[7], ARGV[8]), h[1]}
 `)
 
+// RegistryRecheck: KEYS registry; ARGV Unix ms. Sets checked_at
+// (FieldCheckedAt) of an existing entry; returns 1 if the entry exists.
+var RegistryRecheck = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'checked_at', ARGV[1])
+return 1
+`)
+
 // RegistryTouch: KEYS registry; ARGV now ms. Returns 1 if the entry exists.
 var RegistryTouch = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end

@@ -32,7 +32,7 @@ func TestAllScriptsLoad(t *testing.T) {
 			t.Errorf("%s: %v", s.Name, err)
 		}
 	}
-	if len(seen) != 14 {
+	if len(seen) != 15 {
 		t.Errorf("%d scripts listed", len(seen))
 	}
 }
