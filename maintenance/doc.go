@@ -19,9 +19,9 @@
 //     error whose sandbox exists is marked ready. A live sandbox that no
 //     process watches gets its servers refreshed from the daemon and is
 //     handed to Config.Claim (the events Manager). A sandbox a watcher
-//     follows is asked about once and then only when its recheck falls
-//     due (Config.WatchedRecheck, 1 h on average, jittered so the checks
-//     spread): its watcher's WebSocket already says whether it lives, and
+//     follows is asked about only when its recheck falls due
+//     (Config.WatchedRecheck, 1 h on average, jittered so the checks
+//     spread; the first run that sees it watched only sets the time): its watcher's WebSocket already says whether it lives, and
 //     10,000 watched sandboxes would otherwise cost the gateway 10,000
 //     lookups every 5 minutes. Its result is counts.
 //

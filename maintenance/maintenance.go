@@ -369,7 +369,12 @@ func permanentGatewayError(err error) bool {
 // refresh is logged and left to the watcher and the next run.
 func (r *runner) reconcileOne(ctx context.Context, e events.Entry, now time.Time, res *ReconcileResult) error {
 	p := e.Project()
-	if e.Watcher != "" && now.Before(e.RecheckAt) {
+	if e.Watcher != "" && (e.RecheckAt.IsZero() || now.Before(e.RecheckAt)) {
+		// Watched: its watcher is the source. One seen watched for the
+		// first time gets its recheck time, spread over the next hour.
+		if e.RecheckAt.IsZero() {
+			r.scheduleRecheck(ctx, p, now)
+		}
 		res.Watched++
 		return nil
 	}

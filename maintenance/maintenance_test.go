@@ -336,7 +336,8 @@ func containsAll(s string, subs ...string) bool {
 }
 
 // TestReconcileLeavesWatchedSandboxesToTheirWatcher: a sandbox a watcher
-// follows is asked about once, then left alone until its recheck is due,
+// follows is left alone until its recheck is due (set, spread over the
+// next hour, by the first run that sees it watched),
 // so 10,000 watched sandboxes do not cost the gateway 10,000 lookups at
 // every run; once nobody watches it, every run asks again.
 func TestReconcileLeavesWatchedSandboxesToTheirWatcher(t *testing.T) {
@@ -367,14 +368,25 @@ func TestReconcileLeavesWatchedSandboxesToTheirWatcher(t *testing.T) {
 		b.mustSucceed(t, e, err, &res)
 		return res
 	}
-	if res := run(); res.Checked != 1 || res.Alive != 1 || res.Watched != 0 {
-		t.Fatalf("first run = %+v, want the watched sandbox asked about once", res)
+	if res := run(); res.Checked != 1 || res.Alive != 0 || res.Watched != 1 {
+		t.Fatalf("first run = %+v, want the watched sandbox left to its watcher", res)
 	}
 	if got := b.entry(t, p).RecheckAt; time.Until(got) < 29*time.Minute || time.Until(got) > 91*time.Minute {
 		t.Errorf("recheck at %v, want 30 to 90 min from now", got)
 	}
 	if res := run(); res.Checked != 1 || res.Alive != 0 || res.Watched != 1 {
 		t.Fatalf("second run = %+v, want the watched sandbox left to its watcher", res)
+	}
+	// Its recheck falls due: the next run asks the gateway, and sets the
+	// one after.
+	if err := b.store.SetRecheck(ctx, p, time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if res := run(); res.Checked != 1 || res.Alive != 1 || res.Watched != 0 {
+		t.Fatalf("run with the recheck due = %+v, want the sandbox asked about", res)
+	}
+	if got := b.entry(t, p).RecheckAt; time.Until(got) < 29*time.Minute {
+		t.Errorf("recheck at %v after a check, want 30 to 90 min from now", got)
 	}
 	if _, err := schema.ReleaseLease(ctx, b.rdb, schema.WatcherKey(p), schema.RegistryKey(p), "watcher-1"); err != nil {
 		t.Fatal(err)
