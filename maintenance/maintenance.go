@@ -369,12 +369,7 @@ func permanentGatewayError(err error) bool {
 // refresh is logged and left to the watcher and the next run.
 func (r *runner) reconcileOne(ctx context.Context, e events.Entry, now time.Time, res *ReconcileResult) error {
 	p := e.Project()
-	if e.Watcher != "" && (e.RecheckAt.IsZero() || now.Before(e.RecheckAt)) {
-		// Watched: its watcher is the source. One seen watched for the
-		// first time gets its recheck time, spread over the next hour.
-		if e.RecheckAt.IsZero() {
-			r.scheduleRecheck(ctx, p, now)
-		}
+	if r.leftToWatcher(ctx, e, now) {
 		res.Watched++
 		return nil
 	}
@@ -430,6 +425,20 @@ func (r *runner) reconcileOne(ctx context.Context, e events.Entry, now time.Time
 		}
 	}
 	return nil
+}
+
+// leftToWatcher reports whether e's sandbox is watched and its recheck is
+// not due: its watcher is the source then. An entry seen watched for the
+// first time gets its recheck time, spread over the next hour.
+func (r *runner) leftToWatcher(ctx context.Context, e events.Entry, now time.Time) bool {
+	if e.Watcher == "" {
+		return false
+	}
+	if e.RecheckAt.IsZero() {
+		r.scheduleRecheck(ctx, e.Project(), now)
+		return true
+	}
+	return now.Before(e.RecheckAt)
 }
 
 // scheduleRecheck sets when the next run asks the gateway about p's
