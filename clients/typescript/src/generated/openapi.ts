@@ -920,6 +920,8 @@ export interface components {
         /** @description Result of maintenance:reconcile. */
         MaintenanceReconcileResult: {
             checked: number;
+            /** @description Of checked, entries left to the watcher that follows their sandbox because their hourly recheck is not due. */
+            watched?: number;
             alive: number;
             marked_destroyed: number;
             removed: number;
