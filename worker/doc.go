@@ -25,7 +25,7 @@
 // so that, once every queue answered "empty", the next look first blocks
 // on the queues' wake lists, where tasks.Client pushes a token for each
 // task it enqueues. A task is picked up a round trip or two after it is
-// enqueued and an idle worker costs Redis about 12 round trips/s. Due
+// enqueued and an idle worker costs Redis 10 to 15 round trips/s. Due
 // retries and scheduled tasks are announced by the worker whose forwarder
 // moves them to their queue; tasks of other producers are found within
 // TaskCheckInterval (1 s). Due retries move to their queue
