@@ -200,6 +200,9 @@ func (c *Client) Wait(ctx context.Context, queue, id string) (*Result, error) {
 		case <-w.notice:
 			heard = true
 		case <-resub:
+			// A notice may have been lost before the subscription was
+			// confirmed: re-read as if one had been heard.
+			heard = true
 		case <-timer.C:
 		}
 	}

@@ -176,8 +176,8 @@ func (c *Config) validate() error {
 // served.
 func validateQueues(qs map[string]int) error {
 	for _, q := range slices.Sorted(maps.Keys(qs)) {
-		if w := qs[q]; q == "" || w <= 0 {
-			return configErr("Queues", qs, "queue %q has weight %d; names must be non-empty and weights positive", q, w)
+		if w := qs[q]; strings.TrimSpace(q) == "" || w <= 0 {
+			return configErr("Queues", qs, "queue %q has weight %d; names must not be empty or blank and weights positive", q, w)
 		}
 	}
 	var missing []string

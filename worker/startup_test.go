@@ -43,6 +43,9 @@ func TestNewReturnsStartupErrors(t *testing.T) {
 		{"QueuesForeign", func(c *worker.Config) { c.Queues = map[string]int{"foo": 1} }, "Queues", "missing critical, default, maintenance"},
 		{"QueuesPartial", func(c *worker.Config) { c.Queues = map[string]int{"critical": 6, "default": 3} }, "Queues", "missing maintenance;"},
 		{"QueueWeight", func(c *worker.Config) { c.Queues = map[string]int{"critical": 0} }, "Queues", "weights positive"},
+		{"QueueBlankName", func(c *worker.Config) {
+			c.Queues = map[string]int{"critical": 1, "default": 1, "maintenance": 1, " ": 1}
+		}, "Queues", "empty or blank"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

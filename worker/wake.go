@@ -19,12 +19,15 @@ import (
 // latency against load on Redis. The worker turns that poll into a wait:
 // asynq's server gets the worker's Redis client wrapped in an idleWaker,
 // which watches the dequeue scripts go by. Once every served queue has
-// answered "empty" since the last task, the next dequeue first blocks on
-// the queues' wake lists (schema.WakeKey; producers push a token when they
-// enqueue) for at most the task check interval. A pickup then takes a
-// round trip or two after the enqueue, and an idle worker makes a few
-// round trips per interval. asynq itself only sleeps idleSleep between
-// looks.
+// answered "empty" since the last task, that last empty answer is held
+// back while the worker blocks on the queues' wake lists (schema.WakeKey;
+// producers push a token when they enqueue) for at most the task check
+// interval; asynq then asks again at once. A pickup takes a round trip or
+// two after the enqueue, and an idle worker makes a few round trips per
+// interval. Tasks nobody announces — handed back at shutdown, enqueued by
+// asynq's own scheduler or by other producers, or woken for a queue another
+// worker serves while this one took a task of another queue — are found
+// within the interval. asynq itself only sleeps idleSleep between looks.
 const idleSleep = time.Millisecond
 
 // idleWaker is the redis.UniversalClient asynq's server uses: the worker's
@@ -82,14 +85,25 @@ func (w *idleWaker) Eval(ctx context.Context, script string, keys []string, args
 	return w.watch(ctx, keys, func() *redis.Cmd { return w.UniversalClient.Eval(ctx, script, keys, args...) })
 }
 
-// watch runs a script: a dequeue may first wait and its answer is
-// recorded; a forward that moved tasks wakes a worker for them, since no
-// producer announced them.
+// watch runs a script: a dequeue's answer is recorded, and the one that
+// finds the last served queue empty waits before it returns; a forward
+// that moved tasks wakes a worker for them, since no producer announced
+// them.
+//
+// The wait comes after the dequeue, never before: asynq computes a task's
+// lease expiry just before each dequeue script, so a task taken right
+// after a long wait would start with a lease already mostly spent. Waiting
+// after an empty answer hands asynq "no task"; it asks again at once, with
+// a fresh lease.
 func (w *idleWaker) watch(ctx context.Context, keys []string, run func() *redis.Cmd) *redis.Cmd {
 	if q, ok := dequeueQueue(keys); ok {
-		w.before()
 		cmd := run()
-		w.after(q, cmd.Err())
+		if w.after(q, cmd.Err()) {
+			w.wait()
+			w.mu.Lock()
+			clear(w.empty)
+			w.mu.Unlock()
+		}
 		return cmd
 	}
 	cmd := run()
@@ -104,25 +118,11 @@ func (w *idleWaker) watch(ctx context.Context, keys []string, run func() *redis.
 	return cmd
 }
 
-// before waits for a wake-up if every served queue was found empty since
-// the last task or wait.
-func (w *idleWaker) before() {
-	w.mu.Lock()
-	idle := len(w.empty) >= len(w.keys)
-	w.mu.Unlock()
-	if !idle {
-		return
-	}
-	w.wait()
-	w.mu.Lock()
-	clear(w.empty)
-	w.mu.Unlock()
-}
-
-// after records what a dequeue found: redis.Nil is an empty queue, a
+// after records what a dequeue found — redis.Nil is an empty queue, a
 // task clears the record, an error (NOSCRIPT before asynq's reload, a
-// connection problem) says nothing.
-func (w *idleWaker) after(queue string, err error) {
+// connection problem) says nothing — and reports whether every served
+// queue has now been found empty since the last task or wait.
+func (w *idleWaker) after(queue string, err error) (idle bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
@@ -131,6 +131,7 @@ func (w *idleWaker) after(queue string, err error) {
 	case err == nil:
 		clear(w.empty)
 	}
+	return len(w.empty) >= len(w.keys)
 }
 
 // wait blocks on the wake lists until a token arrives, the interval

@@ -153,3 +153,47 @@ func TestIdleWorkerWokenByForwardedTask(t *testing.T) {
 	}
 	expectRun(t, ran, 5, 20*time.Second, "the forwarded task did not wake the idle worker")
 }
+
+// TestTaskAfterALongIdleWaitHasAFullLease: asynq sets a task's lease
+// expiry just before its dequeue script, so the wait must not sit between
+// the two: a task picked up after the worker idled for a while still gets
+// asynq's full 30 s lease from its pickup, not from when the wait began.
+func TestTaskAfterALongIdleWaitHasAFullLease(t *testing.T) {
+	b := setup(t)
+	leases := make(chan time.Time, 1)
+	w, err := worker.New(worker.Config{
+		Redis: b.rdb, Gateway: b.gw, Logger: b.logger, TaskCheckInterval: time.Hour,
+		Watchers: worker.WatcherConfig{Disabled: true}, Maintenance: worker.MaintenanceConfig{Disabled: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Mux().HandleFunc("test:probe", func(ctx context.Context, task *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		score, err := b.rdb.ZScore(ctx, "asynq:{"+tasks.QueueDefault+"}:lease", id).Result()
+		if err != nil {
+			return err
+		}
+		leases <- time.Unix(int64(score), 0)
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitForIdleWait(t, b.rdb)
+	// Idle for a while: the gap the lease must not lose.
+	time.Sleep(4 * time.Second)
+	enqueued := time.Now()
+	if _, err := b.client.Enqueue(context.Background(), probe{N: 1}, asynq.Queue(tasks.QueueDefault)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case exp := <-leases:
+		if left := exp.Sub(enqueued); left < 28*time.Second {
+			t.Fatalf("the task's lease ends %v after its enqueue, want about 30s: the idle wait was charged to it", left)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the probe did not run")
+	}
+}
