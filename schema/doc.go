@@ -96,7 +96,9 @@
 // queue to after Redis restarted empty) and asynq:{<queue>}:t:<id>
 // (AsynqTaskKey, read to see whether a task exists; its "result" field is
 // written by handlers.Attempts exactly as asynq's ResultWriter does, HSET,
-// so the final result shares a round trip with the attempt record).
+// so the final result shares a round trip with the attempt record). The
+// worker's idle wait also recognises asynq's dequeue and forward scripts
+// by the per-queue keys they take (AsynqQueueKey).
 //
 // # Registry hash fields (RegistryKey)
 //

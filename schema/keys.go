@@ -207,3 +207,22 @@ const (
 // AsynqTaskKey is asynq's hash of task id in queue:
 // "asynq:{<queue>}:t:<id>".
 func AsynqTaskKey(queue, id string) string { return "asynq:{" + queue + "}:t:" + id }
+
+// AsynqQueueKey is one of asynq's per-queue keys, "asynq:{<queue>}:<kind>"
+// (kind "pending", "paused", "active", "lease", "scheduled", "retry", …).
+// The worker's idle wait recognises asynq's dequeue and forward scripts by
+// these keys (worker/wake.go).
+func AsynqQueueKey(queue, kind string) string { return "asynq:{" + queue + "}:" + kind }
+
+// AsynqQueueOf returns the queue of key if key is AsynqQueueKey(queue, kind).
+func AsynqQueueOf(key, kind string) (string, bool) {
+	q, ok := strings.CutPrefix(key, "asynq:{")
+	if !ok {
+		return "", false
+	}
+	q, ok = strings.CutSuffix(q, "}:"+kind)
+	if !ok || q == "" {
+		return "", false
+	}
+	return q, true
+}

@@ -264,3 +264,24 @@ func TestReadEventsStopsAtBadEntry(t *testing.T) {
 		t.Fatalf("LastEventID of an empty stream = %q, %v", last, err)
 	}
 }
+
+func TestAsynqQueueKey(t *testing.T) {
+	for _, c := range []struct {
+		key, kind, queue string
+		ok               bool
+	}{
+		{"asynq:{default}:pending", "pending", "default", true},
+		{"asynq:{a:b}:lease", "lease", "a:b", true},
+		{"asynq:{default}:paused", "pending", "", false},
+		{"asynq:{}:pending", "pending", "", false},
+		{"sandboxq:{default}:pending", "pending", "", false},
+	} {
+		q, ok := AsynqQueueOf(c.key, c.kind)
+		if q != c.queue || ok != c.ok {
+			t.Errorf("AsynqQueueOf(%q, %q) = %q, %v; want %q, %v", c.key, c.kind, q, ok, c.queue, c.ok)
+		}
+		if c.ok && AsynqQueueKey(q, c.kind) != c.key {
+			t.Errorf("AsynqQueueKey(%q, %q) = %q, want %q", q, c.kind, AsynqQueueKey(q, c.kind), c.key)
+		}
+	}
+}

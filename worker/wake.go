@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,28 +52,23 @@ func newIdleWaker(rdb redis.UniversalClient, queues map[string]int, interval tim
 // dequeueQueue reports whether keys are those of asynq's dequeue script
 // (pending, paused, active, lease of one queue) and names the queue.
 func dequeueQueue(keys []string) (string, bool) {
-	if len(keys) != 4 || !strings.HasPrefix(keys[0], "asynq:{") || !strings.HasSuffix(keys[0], "}:pending") {
+	if len(keys) != 4 {
 		return "", false
 	}
-	prefix := strings.TrimSuffix(keys[0], "pending")
-	if keys[1] != prefix+"paused" || keys[2] != prefix+"active" || keys[3] != prefix+"lease" {
-		return "", false
-	}
-	return keys[0][len("asynq:{") : len(keys[0])-len("}:pending")], true
+	q, ok := schema.AsynqQueueOf(keys[0], "pending")
+	return q, ok && keys[1] == schema.AsynqQueueKey(q, "paused") &&
+		keys[2] == schema.AsynqQueueKey(q, "active") && keys[3] == schema.AsynqQueueKey(q, "lease")
 }
 
 // forwardQueue reports whether keys are those of asynq's forward script
 // (the scheduled or retry set of one queue, then its pending list), which
 // moves due tasks to the pending list, and names the queue.
 func forwardQueue(keys []string) (string, bool) {
-	if len(keys) != 2 || !strings.HasPrefix(keys[1], "asynq:{") || !strings.HasSuffix(keys[1], "}:pending") {
+	if len(keys) != 2 {
 		return "", false
 	}
-	prefix := strings.TrimSuffix(keys[1], "pending")
-	if keys[0] != prefix+"scheduled" && keys[0] != prefix+"retry" {
-		return "", false
-	}
-	return keys[1][len("asynq:{") : len(keys[1])-len("}:pending")], true
+	q, ok := schema.AsynqQueueOf(keys[1], "pending")
+	return q, ok && (keys[0] == schema.AsynqQueueKey(q, "scheduled") || keys[0] == schema.AsynqQueueKey(q, "retry"))
 }
 
 func (w *idleWaker) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {

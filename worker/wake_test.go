@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sandboxq/sandboxq/internal/redistest"
+	"github.com/sandboxq/sandboxq/internal/testutil"
 	"github.com/sandboxq/sandboxq/schema"
 	"github.com/sandboxq/sandboxq/tasks"
 	"github.com/sandboxq/sandboxq/worker"
@@ -35,6 +36,21 @@ func startProbeWorker(t *testing.T, b *testBundle, interval time.Duration) <-cha
 func startProbeWorkerOn(t *testing.T, b *testBundle, rdb, node redis.UniversalClient, interval time.Duration) <-chan int {
 	t.Helper()
 	ran := make(chan int, 16)
+	runIdleWorker(t, b, rdb, node, interval, func(_ context.Context, task *asynq.Task) error {
+		p, err := tasks.Decode[probe](task)
+		if err == nil {
+			ran <- p.N
+		}
+		return err
+	})
+	return ran
+}
+
+// runIdleWorker runs a worker on rdb (no watchers, no schedule) whose idle
+// wait is interval and which handles test:probe with handle, until the test
+// ends; it returns once the worker waits on its wake lists (on node).
+func runIdleWorker(t *testing.T, b *testBundle, rdb, node redis.UniversalClient, interval time.Duration, handle asynq.HandlerFunc) {
+	t.Helper()
 	w, err := worker.New(worker.Config{
 		Redis: rdb, Gateway: b.gw, Logger: b.logger, TaskCheckInterval: interval,
 		Watchers: worker.WatcherConfig{Disabled: true}, Maintenance: worker.MaintenanceConfig{Disabled: true},
@@ -42,13 +58,7 @@ func startProbeWorkerOn(t *testing.T, b *testBundle, rdb, node redis.UniversalCl
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Mux().HandleFunc("test:probe", func(_ context.Context, task *asynq.Task) error {
-		p, err := tasks.Decode[probe](task)
-		if err == nil {
-			ran <- p.N
-		}
-		return err
-	})
+	w.Mux().HandleFunc("test:probe", handle)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -59,27 +69,19 @@ func startProbeWorkerOn(t *testing.T, b *testBundle, rdb, node redis.UniversalCl
 		}
 	})
 	waitForIdleWait(t, node)
-	return ran
 }
 
 // waitForIdleWait returns once a connection of the worker blocks in BLPOP
 // on the wake lists, i.e. the worker found every queue empty and waits.
 func waitForIdleWait(t *testing.T, rdb redis.UniversalClient) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, "a worker connection waiting in BLPOP", 20*time.Second, func() bool {
 		list, err := rdb.ClientList(context.Background()).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(list, "cmd=blpop") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no worker connection waits in BLPOP after 20s:\n%s", list)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition, not a synchronisation by time
-	}
+		return strings.Contains(list, "cmd=blpop")
+	})
 }
 
 func expectRun(t *testing.T, ran <-chan int, n int, within time.Duration, why string) {
@@ -161,27 +163,15 @@ func TestIdleWorkerWokenByForwardedTask(t *testing.T) {
 func TestTaskAfterALongIdleWaitHasAFullLease(t *testing.T) {
 	b := setup(t)
 	leases := make(chan time.Time, 1)
-	w, err := worker.New(worker.Config{
-		Redis: b.rdb, Gateway: b.gw, Logger: b.logger, TaskCheckInterval: time.Hour,
-		Watchers: worker.WatcherConfig{Disabled: true}, Maintenance: worker.MaintenanceConfig{Disabled: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Mux().HandleFunc("test:probe", func(ctx context.Context, task *asynq.Task) error {
+	runIdleWorker(t, b, b.rdb, b.rdb, time.Hour, func(ctx context.Context, task *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
-		score, err := b.rdb.ZScore(ctx, "asynq:{"+tasks.QueueDefault+"}:lease", id).Result()
+		score, err := b.rdb.ZScore(ctx, schema.AsynqQueueKey(tasks.QueueDefault, "lease"), id).Result()
 		if err != nil {
 			return err
 		}
 		leases <- time.Unix(int64(score), 0)
 		return nil
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitForIdleWait(t, b.rdb)
 	// Idle for a while: the gap the lease must not lose.
 	time.Sleep(4 * time.Second)
 	enqueued := time.Now()
