@@ -33,12 +33,12 @@ func (e *env) e2e(ctx context.Context, o opts, t *table) error {
 	for _, n := range o.n {
 		var inline, sq []float64
 		for range o.pairs {
-			d, err := e.e2eRun(ctx, n, false, o.inlinePoll)
+			d, err := e.e2eRun(ctx, n, false, o.inlinePoll, 0)
 			if err != nil {
 				return fmt.Errorf("inline N=%d: %w", n, err)
 			}
 			inline = append(inline, d.Seconds())
-			if d, err = e.e2eRun(ctx, n, true, 0); err != nil {
+			if d, err = e.e2eRun(ctx, n, true, 0, o.e2eConcurrency); err != nil {
 				return fmt.Errorf("sandboxq N=%d: %w", n, err)
 			}
 			sq = append(sq, d.Seconds())
@@ -51,8 +51,9 @@ func (e *env) e2e(ctx context.Context, o opts, t *table) error {
 }
 
 // e2eRun runs one side for n projects and returns the wall time; it then
-// destroys the sandboxes so their servers do not pile up.
-func (e *env) e2eRun(ctx context.Context, n int, viaSandboxq bool, poll time.Duration) (time.Duration, error) {
+// destroys the sandboxes so their servers do not pile up. concurrency is
+// the worker's (0: its default).
+func (e *env) e2eRun(ctx context.Context, n int, viaSandboxq bool, poll time.Duration, concurrency int) (time.Duration, error) {
 	gw, err := e.prov.gateway()
 	if err != nil {
 		return 0, err
@@ -66,7 +67,7 @@ func (e *env) e2eRun(ctx context.Context, n int, viaSandboxq bool, poll time.Dur
 			return 0, err
 		}
 		defer rdb.Close()
-		_, stop, err = startWorker(worker.Config{Redis: rdb, Gateway: gw})
+		_, stop, err = startWorker(worker.Config{Redis: rdb, Gateway: gw, Concurrency: concurrency})
 		if err != nil {
 			return 0, err
 		}

@@ -36,6 +36,7 @@ type opts struct {
 	window           time.Duration
 	watchWindow      time.Duration
 	inlinePoll       time.Duration
+	e2eConcurrency   int
 	memFileMiB       int
 	memChunks        int
 }
@@ -71,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (opts, error) {
 	fs.IntVar(&o.watcherProviders, "watcher-providers", 1, "watchers: provider processes behind one gateway address (1..4)")
 	fs.DurationVar(&o.window, "window", 5*time.Second, "idle: window counting round trips")
 	fs.DurationVar(&o.watchWindow, "watch-window", 35*time.Second, "watchers: idle window (should hold a full slow-poll cycle)")
+	fs.IntVar(&o.e2eConcurrency, "e2e-concurrency", 0, "e2e: the worker's concurrency (0: its default, 20)")
 	fs.DurationVar(&o.inlinePoll, "inline-poll", 50*time.Millisecond, "e2e baseline: how often inline code polls the server's status")
 	fs.IntVar(&o.memFileMiB, "mem-file-mib", 10, "memory: size of each queued file in MiB")
 	fs.IntVar(&o.memChunks, "mem-chunks", 25, "memory: 4 MiB files:write tasks in the many-chunks case")
