@@ -78,7 +78,14 @@ func TestWatcherBothSourcesLifecycleAndCrash(t *testing.T) {
 	if entry.LastEvent == nil || entry.LastEvent.ID != failed.ID {
 		t.Fatalf("registry last_event %+v, want %s", entry.LastEvent, failed.ID)
 	}
-	// OnEvent saw exactly what was appended (after the created event).
+	// OnEvent saw exactly what was appended (after the created event). It
+	// is called once the append returned, so the stream can show the event
+	// a moment before the callback has run.
+	waitFor(t, "OnEvent to see the failed event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 4
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(got) != 4 || got[3].ID != failed.ID {
